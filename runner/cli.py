@@ -1,0 +1,158 @@
+"""The ``phantom`` command line. Each sub-command is a thin shell over a library
+function; a ``PhantomError`` becomes one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from phantom_theory.errors import PhantomError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, like every other user error."""
+
+    def error(self, message):
+        raise PhantomError(f"{message} (see `{self.prog} --help`)")
+
+
+def _run_options(args):
+    from .train import RunOptions
+
+    return RunOptions(
+        model=args.model, context=args.context, mode=args.mode, optimizer=args.optimizer,
+        lr=args.lr, steps=args.steps, seed=args.seed, dtype=args.dtype, device=args.device,
+        revision=args.revision, geometry=args.geometry, lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_targets=tuple(args.lora_targets.split(",")) if args.lora_targets else None,
+        weight_decay=args.weight_decay, hash_interval=args.hash_interval,
+    )
+
+
+def cmd_run(args):
+    from phantom_theory.io import check_output_path
+    from phantom_theory.trajectory import run_summary, write_run
+
+    from .train import run
+
+    options = _run_options(args)
+    check_output_path(args.out, args.overwrite)   # fail before the work, not after
+    ds = run(options, progress=not args.quiet)
+    write_run(ds, args.out, args.overwrite)
+    print(run_summary(ds))
+    print(f"saved    {args.out}")
+
+
+def cmd_show(args):
+    from phantom_theory.trajectory import open_run, run_summary
+
+    print(run_summary(open_run(args.path)))
+
+
+def cmd_plot(args):
+    from phantom_theory.io import check_output_path
+    from phantom_theory.plotting import plot_trajectory, save_figure
+    from phantom_theory.trajectory import open_run
+
+    check_output_path(args.output, args.overwrite)
+    save_figure(plot_trajectory(open_run(args.path)), args.output, args.overwrite)
+    print(f"saved {args.output}")
+
+
+def cmd_contexts_list(args):
+    from .contexts import load_contexts
+
+    for context in load_contexts().values():
+        print(f"{context.id:18s} {context.correct:>10s} vs {context.competitor:<11s} "
+              f"\"{context.sentence}\"  [{context.source}]")
+
+
+def cmd_contexts_check(args):
+    from .contexts import get_context, load_contexts
+    from .models import load_model
+    from .screen import screen_contexts, screen_table
+
+    pool = load_contexts()
+    chosen = [get_context(c, pool) for c in args.contexts] if args.contexts else list(pool.values())
+    ds = screen_contexts(load_model(args.model, args.revision, device=args.device), chosen)
+    print(screen_table(ds))
+    bad = [str(c) for c in ds.context.values[~ds.single_token.values.astype(bool)]]
+    if bad:
+        raise PhantomError(f"{len(bad)} context(s) have a multi-token word with {args.model}: "
+                           f"{', '.join(bad)}")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="phantom", description=(
+        "Measure phantom transitions in near-synonym fine-tuning. "
+        "Start with `phantom run --model tiny-gpt2 --out run.nc`."))
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = commands.add_parser("run", help="fine-tune once and save the trajectory (.nc)")
+    p.add_argument("--model", default="tiny-gpt2",
+                   help="built-in (tiny-gpt2, tiny-neox), known short name, hub id or local dir")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    p.add_argument("--context", default="shame-guilt", help="context id (`phantom contexts list`)")
+    p.add_argument("--mode", default="full", help="full or lora")
+    p.add_argument("--optimizer", default="adamw", help="sgd or adamw")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (> 0)")
+    p.add_argument("--steps", type=int, default=200, help="number of updates T (> 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", help="float32, float64, bfloat16 or float16")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--geometry", default="readout",
+                   help="matrix whose rows define the overlaps: readout (default) or input")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=16.0)
+    p.add_argument("--lora-targets", default=None,
+                   help="comma-separated module names (default: per architecture)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--hash-interval", type=int, default=1,
+                   help="under LoRA, hash the embedding matrices every N steps")
+    p.add_argument("--out", required=True, help="output .nc file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = commands.add_parser("show", help="print a run's outcome, flip, jumps and Phi")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_show)
+
+    p = commands.add_parser("plot", help="draw a run's trajectory to a PNG")
+    p.add_argument("path")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .pdf, .svg)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
+    sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    q = sub.add_parser("list", help="list the context pool")
+    q.set_defaults(func=cmd_contexts_list)
+    q = sub.add_parser("check", help="token checks, base ranks and S_ck for a model")
+    q.add_argument("model")
+    q.add_argument("--contexts", nargs="*", help="context ids (default: all)")
+    q.add_argument("--revision", default=None)
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=cmd_contexts_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except PhantomError as error:
+        print(f"phantom: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phantom: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

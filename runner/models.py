@@ -1,0 +1,155 @@
+"""Model loading: one function for a built-in tiny model, a known hub model, a hub
+id or a local directory, with the same behaviour for all of them.
+
+Real models load through ``AutoModelForCausalLM.from_pretrained`` by id (or path)
+and revision, from safetensors only, never with remote code. The accessors below
+give the input embedding E and the readout matrix U of any loaded model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from phantom_theory.errors import PhantomError
+from phantom_theory.provenance import PACKAGE_ROOT
+
+from .tiny import TINY_MODELS, build_tiny
+
+# Short names of the study's architectures -> (hub id, default revision).
+KNOWN_HUB_MODELS = {
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "distilgpt2": "distilbert/distilgpt2",
+    "pythia-70m": "EleutherAI/pythia-70m",
+    "pythia-160m": "EleutherAI/pythia-160m",
+    "pythia-410m": "EleutherAI/pythia-410m",
+}
+SHARED_MODELS = PACKAGE_ROOT.parent / "shared" / "models"
+DTYPES = {"float32": torch.float32, "float64": torch.float64,
+          "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a model came from and what it is; written into every dataset."""
+
+    name: str                 # what the user asked for
+    source: str               # "builtin", "hub" or "local"
+    location: str             # hub id or directory
+    revision: str             # hub revision, or a weights digest for built-in models
+    architecture: str         # transformers class
+    family: str               # config.model_type
+    tied: bool                # readout and input embedding are one tensor
+    n_params: int
+    extra: dict = field(default_factory=dict)   # source-specific provenance
+
+    def attrs(self) -> dict:
+        attrs = {f"model_{key}": value for key, value in vars(self).items() if key != "extra"}
+        attrs["model_tied"] = int(self.tied)
+        attrs.update({f"model_{key}": value for key, value in self.extra.items()})
+        return attrs
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    info: ModelInfo
+
+
+def input_embedding(model) -> torch.Tensor:
+    """E (V x d): the input embedding matrix (``wte`` / ``embed_in``)."""
+    return model.get_input_embeddings().weight
+
+
+def readout_matrix(model) -> torch.Tensor:
+    """U (V x d): the readout matrix (``lm_head`` / ``embed_out``)."""
+    return model.get_output_embeddings().weight
+
+
+def is_tied(model) -> bool:
+    """True when the readout and the input embedding share storage."""
+    E, U = input_embedding(model), readout_matrix(model)
+    return E is U or (E.data_ptr() == U.data_ptr() and E.shape == U.shape)
+
+
+def known_models() -> list[str]:
+    return [*TINY_MODELS, *KNOWN_HUB_MODELS]
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise PhantomError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _info(name, source, location, revision, model, extra=None) -> ModelInfo:
+    return ModelInfo(
+        name=name, source=source, location=str(location), revision=revision,
+        architecture=type(model).__name__, family=model.config.model_type,
+        tied=is_tied(model), n_params=sum(p.numel() for p in model.parameters()),
+        extra=extra or {},
+    )
+
+
+def _from_pretrained(location: str, revision: str | None, dtype: torch.dtype, name: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(revision=revision, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, use_safetensors=True, dtype=dtype, **kwargs)
+    except OSError as error:
+        raise PhantomError(
+            f"cannot load model {name!r} from {location!r}: {str(error).splitlines()[0]} "
+            "(the Hugging Face hub needs network access; built-in models: "
+            f"{', '.join(TINY_MODELS)})"
+        ) from None
+    return model, tokenizer
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """(source, location) of a model name: built-in, a local directory, a model in
+    ../shared/models, a known short name, or a hub id of the form org/name."""
+    if name in TINY_MODELS:
+        return "builtin", name
+    if Path(name).expanduser().is_dir():
+        return "local", str(Path(name).expanduser().resolve())
+    if (SHARED_MODELS / name).is_dir():
+        return "local", str(SHARED_MODELS / name)
+    if name in KNOWN_HUB_MODELS:
+        return "hub", KNOWN_HUB_MODELS[name]
+    if name.count("/") == 1 and not Path(name).exists():
+        return "hub", name
+    raise PhantomError(
+        f"unknown model {name!r}; choose a built-in model ({', '.join(TINY_MODELS)}), "
+        f"a known one ({', '.join(KNOWN_HUB_MODELS)}), a hub id such as org/name, "
+        "or a local model directory"
+    )
+
+
+def load_model(name: str, revision: str | None = None, dtype: str = "float32",
+               device: str = "cpu") -> LoadedModel:
+    """Load ``name`` for fine-tuning, in eval mode (dropout off) on ``device``."""
+    torch_dtype = _dtype(dtype)
+    source, location = resolve(name)
+    if source == "builtin":
+        if revision not in (None, "builtin"):
+            raise PhantomError(f"built-in model {name!r} has no revisions; drop --revision")
+        model, tokenizer, digest = build_tiny(name)
+        model = model.to(torch_dtype)
+        info = _info(name, source, location, f"builtin-sha256:{digest[:16]}", model)
+    else:
+        revision = revision or ("main" if source == "hub" else "local")
+        model, tokenizer = _from_pretrained(
+            location, None if source == "local" else revision, torch_dtype, name)
+        info = _info(name, source, location, revision, model)
+    try:
+        model = model.to(device)
+    except (RuntimeError, AssertionError) as error:
+        raise PhantomError(f"cannot move the model to device {device!r}: {error}") from None
+    return LoadedModel(model.eval(), tokenizer, info)
