@@ -18,7 +18,8 @@ import warnings
 
 import torch
 
-from runner.instrument import Instrument, WeightHashes
+from runner.audit import WeightHashes
+from runner.instrument import Instrument
 from runner.models import load_model
 from runner.train import RunOptions, make_optimizer, prepare, train_step
 

@@ -26,8 +26,9 @@ from phantom_theory.outcomes import OutcomeOptions
 from phantom_theory.provenance import options_attrs, provenance
 from phantom_theory.trajectory import annotate, build_trajectory
 
+from .audit import WeightHashes, tensor_sha256
 from .contexts import get_context, tokenize_context
-from .instrument import Instrument, WeightHashes, tensor_sha256
+from .instrument import Instrument
 from .models import LoadedModel, input_embedding, is_tied, load_model, readout_matrix
 
 MODES = ("full", "lora")

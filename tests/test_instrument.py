@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from phantom_theory import order_parameter as op
-from runner.instrument import Instrument, WeightHashes, tensor_sha256
+from runner.audit import WeightHashes, tensor_sha256
+from runner.instrument import Instrument
 from runner.models import load_model, readout_matrix
 
 
