@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The main job on the built-in tiny models: one run, then the demo sweep (resumed
+# if it was interrupted) with its eta_c table and plot. A few minutes on 2 cores.
 demo: $(STAMP)
 	mkdir -p runs
 	$(BIN)/phantom run --model tiny-gpt2 --context shame-guilt --mode lora --optimizer adamw \
 		--lr 1e-3 --steps 200 --seed 0 --out runs/demo.nc --overwrite
 	$(BIN)/phantom plot runs/demo.nc -o runs/demo.png --overwrite
+	$(BIN)/phantom sweep data/sweeps/demo.toml --out runs/demo-sweep --overwrite
+	$(BIN)/phantom plot-sweep runs/demo-sweep -o runs/demo-sweep.png --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -33,6 +37,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
+	$(BIN)/python benchmarks/sweep_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -14,6 +14,7 @@ from pathlib import Path
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def package_version(name: str) -> str:
     try:
         return metadata.version(name)

@@ -133,16 +133,18 @@ def annotate(ds: xr.Dataset, outcome_options=OutcomeOptions(),
                        ds.overlap_ck, ds.pair_distance, jump_options)
     out = ds.drop_vars([v for v in ds.variables if v.startswith("jump")] +
                        [v for v in OUTCOME_VARIABLES if v in ds.variables])
+    added = {}
     for name, value in dataclasses.asdict(result).items():
-        out[name] = _labelled(np.asarray(value, dtype=object if name == "outcome" else None),
-                              (), name)
-    out = out.assign_coords(jump=("jump", np.arange(len(jumps)), {"long_name": "jump event"}))
+        added[name] = _labelled(np.asarray(value, dtype=object if name == "outcome" else None),
+                                (), name)
     for name in JUMP_VARIABLES:
         values = np.array([getattr(j, name) for j in jumps],
                           dtype=bool if name == "phantom" else float)
         if name in ("start", "end"):
             values = values.astype(int)
-        out[f"jump_{name}"] = _labelled(values, ("jump",), f"jump_{name}")
+        added[f"jump_{name}"] = _labelled(values, ("jump",), f"jump_{name}")
+    jump_coord = xr.Variable("jump", np.arange(len(jumps)), {"long_name": "jump event"})
+    out = out.assign(added).assign_coords(jump=jump_coord)
     out.attrs.update(options_attrs("outcome", outcome_options))
     out.attrs.update(options_attrs("jump", jump_options))
     return out

@@ -10,6 +10,8 @@ import torch
 
 from .models import input_embedding, is_tied, readout_matrix
 
+HASH_VARIABLES = ("embedding_sha256", "readout_sha256")
+
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
     """SHA-256 of a tensor's bytes, exactly as stored."""
@@ -27,39 +29,49 @@ def _as_integers(tensor: torch.Tensor):
     return view.numpy() if view.device.type == "cpu" else view
 
 
-class WeightHashes:
-    """Exact SHA-256 of the input embedding and readout matrices at logged steps.
+class FrozenMatrices:
+    """Exact SHA-256 digests of a model's input embedding and readout matrices.
 
-    A step whose bytes equal the step-0 snapshot (compared byte for byte) has the
-    step-0 digest by definition, so it is reused; any step whose bytes differ is
-    hashed afresh. The record is exact either way, and the common case costs a
-    memory comparison instead of a hash.
+    Bytes equal to the snapshot taken at construction (compared byte for byte)
+    have the snapshot's digest by definition, so it is reused; bytes that differ
+    are hashed afresh. A digest is exact either way, and the common case costs a
+    memory comparison instead of a hash. A tied readout is the embedding's bytes.
     """
 
-    def __init__(self, model, steps: int, interval: int = 1):
-        self.interval, self.n_states = interval, steps + 1
+    def __init__(self, model):
         E = input_embedding(model)
-        matrices = {"embedding_sha256": E}
-        if not is_tied(model):   # a tied readout is the same bytes: its hash is E's
-            matrices["readout_sha256"] = readout_matrix(model)
-        self.matrices = matrices
-        self.hashes = {name: np.full(self.n_states, "", dtype=object)
-                       for name in ("embedding_sha256", "readout_sha256")}
+        self.matrices = {"embedding_sha256": E}
+        if not is_tied(model):
+            self.matrices["readout_sha256"] = readout_matrix(model)
         self._reference = {name: (_as_integers(m.detach().clone()), tensor_sha256(m))
-                           for name, m in matrices.items()}
-        self._live = {name: _as_integers(m) for name, m in matrices.items()}
+                           for name, m in self.matrices.items()}
+        self._live = {name: _as_integers(m) for name, m in self.matrices.items()}
 
-    def record(self, step: int) -> None:
-        if step % self.interval and step != self.n_states - 1:
-            return
+    def digests(self) -> dict[str, str]:
+        out = {}
         for name, matrix in self.matrices.items():
             reference, digest = self._reference[name]
             live = self._live[name]
             same = (np.array_equal(live, reference) if isinstance(live, np.ndarray)
                     else torch.equal(live, reference))
-            self.hashes[name][step] = digest if same else tensor_sha256(matrix)
-        if "readout_sha256" not in self.matrices:
-            self.hashes["readout_sha256"][step] = self.hashes["embedding_sha256"][step]
+            out[name] = digest if same else tensor_sha256(matrix)
+        out.setdefault("readout_sha256", out["embedding_sha256"])
+        return out
+
+
+class WeightHashes:
+    """Per-step digests of one run (every ``interval`` steps and the last)."""
+
+    def __init__(self, model, steps: int, interval: int = 1):
+        self.interval, self.n_states = interval, steps + 1
+        self.frozen = FrozenMatrices(model)
+        self.hashes = {name: np.full(self.n_states, "", dtype=object) for name in HASH_VARIABLES}
+
+    def record(self, step: int) -> None:
+        if step % self.interval and step != self.n_states - 1:
+            return
+        for name, digest in self.frozen.digests().items():
+            self.hashes[name][step] = digest
 
     def finish(self) -> dict[str, np.ndarray]:
         """Per-step hash arrays ('' where a step was not hashed)."""

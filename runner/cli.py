@@ -84,6 +84,42 @@ def cmd_contexts_check(args):
                            f"{', '.join(bad)}")
 
 
+def cmd_sweep(args):
+    from phantom_theory.sweep import sweep_table
+
+    from .sweep import load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    ds = run_sweep(spec, args.out, executor=args.executor, engine=args.engine,
+                   overwrite=args.overwrite, progress=not args.quiet, address=args.address)
+    print(sweep_table(ds))
+    print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
+
+
+def _open_sweep_arg(path):
+    from pathlib import Path
+
+    from phantom_theory.sweep import open_sweep
+
+    path = Path(path)
+    return open_sweep(path / "sweep.nc" if path.is_dir() else path)
+
+
+def cmd_sweep_show(args):
+    from phantom_theory.sweep import sweep_table
+
+    print(sweep_table(_open_sweep_arg(args.path)))
+
+
+def cmd_plot_sweep(args):
+    from phantom_theory.io import check_output_path
+    from phantom_theory.plotting import plot_sweep, save_figure
+
+    check_output_path(args.output, args.overwrite)
+    save_figure(plot_sweep(_open_sweep_arg(args.path)), args.output, args.overwrite)
+    print(f"saved {args.output}")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="phantom", description=(
         "Measure phantom transitions in near-synonym fine-tuning. "
@@ -125,6 +161,29 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", required=True, help="output image (.png, .pdf, .svg)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("sweep", help="find eta_c (and eta_max) for every group of a spec")
+    p.add_argument("spec", help="sweep spec (TOML), e.g. data/sweeps/demo.toml")
+    p.add_argument("--out", required=True, help="sweep folder (created; resumed if it exists)")
+    p.add_argument("--executor", default="local", help="local (default) or ray")
+    p.add_argument("--engine", default="batched",
+                   help="batched (default: many runs per vectorised step) or sequential")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard a sweep with another spec in the same folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = commands.add_parser("sweep-show", help="print a sweep's eta_c table")
+    p.add_argument("path", help="sweep folder or its sweep.nc")
+    p.set_defaults(func=cmd_sweep_show)
+
+    p = commands.add_parser("plot-sweep", help="draw outcome against lr for every group")
+    p.add_argument("path", help="sweep folder or its sweep.nc")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_plot_sweep)
 
     p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)

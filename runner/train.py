@@ -193,9 +193,21 @@ def run(options: RunOptions, *, progress: bool = False, loaded: LoadedModel | No
     steps = instrument.steps()
     if hashes is not None:
         steps.update(hashes.finish())
+    end_hashes = (tensor_sha256(input_embedding(model)), tensor_sha256(readout_matrix(model)))
+    timing = {"engine": "sequential", "wall_seconds": round(seconds, 4),
+              "seconds_per_step": round(seconds / (T + 1), 6)}
+    return trajectory(options, loaded.info, context, audit, steps, start_hashes, end_hashes,
+                      timing, outcome_options, jump_options)
+
+
+def trajectory(options: RunOptions, info, context, audit: dict, steps: dict,
+               start_hashes, end_hashes, timing: dict,
+               outcome_options: OutcomeOptions = OutcomeOptions(),
+               jump_options: JumpOptions = JumpOptions()):
+    """The annotated trajectory Dataset of a finished run, with its provenance."""
     attrs = {
         **provenance("torch", "transformers", "peft", "tokenizers", "safetensors"),
-        **loaded.info.attrs(),
+        **info.attrs(),
         **options_attrs("run", options),
         **audit,
         "device": str(options.device),
@@ -210,10 +222,9 @@ def run(options: RunOptions, *, progress: bool = False, loaded: LoadedModel | No
         "competitor_id": context.competitor_id,
         "embedding_sha256_start": start_hashes[0],
         "readout_sha256_start": start_hashes[1],
-        "embedding_sha256_end": tensor_sha256(input_embedding(model)),
-        "readout_sha256_end": tensor_sha256(readout_matrix(model)),
-        "wall_seconds": round(seconds, 4),
-        "seconds_per_step": round(seconds / (T + 1), 6),
+        "embedding_sha256_end": end_hashes[0],
+        "readout_sha256_end": end_hashes[1],
+        **timing,
     }
     run_identity = dict(model=options.model, context=options.context, mode=options.mode,
                         optimizer=options.optimizer, lr=options.lr, seed=options.seed)

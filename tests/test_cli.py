@@ -117,3 +117,47 @@ def test_contexts_check_reports_ranks_and_overlaps(capsys):
     assert main(["contexts", "check", "tiny-neox"]) == 0
     out = capsys.readouterr().out
     assert "shame-guilt" in out and "S_ck" in out
+
+
+TINY_SWEEP = """
+models = ["tiny-gpt2"]
+contexts = ["start-begin"]
+modes = ["lora"]
+optimizers = ["adamw"]
+steps = 5
+[lr]
+lo = 1e-4
+hi = 1.0
+tolerance = 0.5
+grid_points = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-sweep")
+    (root / "tiny.toml").write_text(TINY_SWEEP)
+    assert main(["sweep", str(root / "tiny.toml"), "--out", str(root / "out"), "--quiet"]) == 0
+    return root
+
+
+def test_sweep_show_and_plot_sweep_work(cli_sweep, capsys):
+    assert main(["sweep-show", str(cli_sweep / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "eta_c" in out and "tiny-gpt2" in out and "start-begin" in out
+    assert main(["plot-sweep", str(cli_sweep / "out"), "-o", str(cli_sweep / "s.png")]) == 0
+    assert (cli_sweep / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_missing_sweep_spec(capsys, tmp_path):
+    fails(capsys, ["sweep", str(tmp_path / "none.toml"), "--out", str(tmp_path / "o")],
+          "no such sweep spec")
+
+
+def test_an_unknown_executor(capsys, cli_sweep):
+    fails(capsys, ["sweep", str(cli_sweep / "tiny.toml"), "--out", str(cli_sweep / "out"),
+                   "--executor", "slurm"], "unknown executor")
+
+
+def test_sweep_show_refuses_a_trajectory(capsys, saved_run):
+    fails(capsys, ["sweep-show", str(saved_run)], "not a phantom-theory sweep")

@@ -1,0 +1,216 @@
+"""The critical learning rate eta_c and the stability edge eta_max (THEORY.md section 6).
+
+For one group (model, context, mode, optimizer, seed):
+
+    eta_c   = inf { eta : c overtakes k within T steps }
+    eta_max = inf { eta > eta_c : the run ends unstable or diverged }
+
+Both are found the same way: a log-spaced grid over the bracket [lo, hi], then
+bisection in log eta between the two grid points that straddle the edge, until
+hi / lo - 1 <= tolerance. A bracket that does not contain an edge is reported as
+such (the edge lies below lo or above hi); no value is invented. The searches are
+pure state machines: they propose learning rates and are told outcomes, so the
+same code serves every executor and a resumed sweep replays them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PhantomError
+
+RESOLVED, BELOW, ABOVE, UNDEFINED = "resolved", "below_bracket", "above_bracket", "undefined"
+EDGE_STATUSES = (RESOLVED, BELOW, ABOVE, UNDEFINED)
+UNSTABLE = ("unstable", "diverged")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """lo, hi: the learning-rate bracket; tolerance: stop bisecting once
+    hi / lo - 1 <= tolerance; grid_points: log-spaced points over [lo, hi], both
+    ends included; find_max: also locate the stability edge eta_max."""
+
+    lo: float = 1e-5
+    hi: float = 10.0
+    tolerance: float = 0.01
+    grid_points: int = 8
+    find_max: bool = True
+
+    def __post_init__(self):
+        if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
+            raise PhantomError(f"the lr bracket must satisfy 0 < lo < hi, not lo={self.lo}, "
+                               f"hi={self.hi}")
+        if not 0 < self.tolerance < 1:
+            raise PhantomError(f"the relative tolerance must lie in (0, 1), not {self.tolerance}")
+        if self.grid_points < 2:
+            raise PhantomError(f"the bracket needs at least 2 grid points, not {self.grid_points}")
+
+    def grid(self) -> list[float]:
+        return [float(x) for x in np.geomspace(self.lo, self.hi, self.grid_points)]
+
+
+@dataclass
+class Bisection:
+    """Bisection in log eta for the lower edge of {eta : predicate}, with the
+    predicate False at ``lo`` and True at ``hi``."""
+
+    lo: float
+    hi: float
+    tolerance: float
+
+    def next_lr(self) -> float | None:
+        if self.hi / self.lo - 1 <= self.tolerance:
+            return None
+        return math.sqrt(self.lo * self.hi)
+
+    def observe(self, lr: float, value: bool) -> None:
+        if value:
+            self.hi = lr
+        else:
+            self.lo = lr
+
+
+@dataclass(frozen=True)
+class Observation:
+    lr: float
+    flipped: bool
+    outcome: str
+
+    @property
+    def unstable(self) -> bool:
+        return self.outcome in UNSTABLE
+
+
+@dataclass
+class Edge:
+    """What is known of one edge (eta_c or eta_max)."""
+
+    status: str = UNDEFINED
+    search: Bisection | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        if self.search is None:
+            return math.nan, math.nan
+        return self.search.lo, self.search.hi
+
+    @property
+    def value(self) -> float:
+        """The geometric midpoint of the final bracket."""
+        lo, hi = self.bounds
+        return math.sqrt(lo * hi) if self.status == RESOLVED else math.nan
+
+
+@dataclass
+class GroupSearch:
+    """eta_c and eta_max of one group. ``pending()`` gives the learning rates to run
+    next; ``observe`` takes each finished run. Done when nothing is pending and
+    nothing is awaited."""
+
+    options: SearchOptions
+    observations: dict[float, Observation] = field(default_factory=dict)
+    critical: Edge = field(default_factory=Edge)
+    maximum: Edge = field(default_factory=Edge)
+    _requested: set = field(default_factory=set)
+    _grid_done: bool = False
+
+    def _wanted(self) -> list[float]:
+        if not self._grid_done:
+            return self.options.grid()
+        wanted = [edge.search.next_lr() for edge in (self.critical, self.maximum)
+                  if edge.status == RESOLVED and edge.search is not None]
+        return [lr for lr in wanted if lr is not None]
+
+    def pending(self) -> list[float]:
+        """Learning rates to run now (each is returned once)."""
+        new = [lr for lr in dict.fromkeys(self._wanted()) if lr not in self._requested]
+        self._requested.update(new)
+        return new
+
+    @property
+    def done(self) -> bool:
+        return (self._grid_done and self._requested <= set(self.observations)
+                and all(lr in self._requested for lr in self._wanted()))
+
+    def observe(self, observation: Observation) -> None:
+        lr = observation.lr
+        self.observations[lr] = observation
+        if not self._grid_done:
+            if all(x in self.observations for x in self.options.grid()):
+                self._grid_done = True
+                self._start_searches()
+            return
+        for edge, value in ((self.critical, observation.flipped),
+                            (self.maximum, observation.unstable)):
+            if edge.search is not None and edge.search.lo < lr < edge.search.hi:
+                edge.search.observe(lr, value)
+
+    def _start_searches(self) -> None:
+        grid = self.options.grid()
+        runs = [self.observations[lr] for lr in grid]
+        flips = [r.flipped for r in runs]
+        tol = self.options.tolerance
+        if not any(flips):
+            self.critical.status = ABOVE
+        elif flips[0]:
+            self.critical.status = BELOW
+        else:
+            first = flips.index(True)
+            self.critical = Edge(RESOLVED, Bisection(grid[first - 1], grid[first], tol))
+        if not self.options.find_max or self.critical.status == ABOVE:
+            return
+        start = 0 if self.critical.status == BELOW else flips.index(True)
+        j = next((i for i in range(start, len(grid)) if runs[i].unstable), None)
+        if j is None:
+            self.maximum.status = ABOVE
+        elif j == 0:
+            self.maximum.status = BELOW
+        elif runs[j - 1].unstable:
+            self.maximum.status = UNDEFINED   # unstable on both sides: no edge to straddle
+        else:
+            self.maximum = Edge(RESOLVED, Bisection(grid[j - 1], grid[j], tol))
+
+    def non_monotone(self) -> bool:
+        """A run below the stability edge failed to flip although a smaller learning
+        rate flipped."""
+        edge = self.maximum.bounds[0] if self.maximum.status == RESOLVED else math.inf
+        ordered = sorted(self.observations.values(), key=lambda o: o.lr)
+        seen_flip = False
+        for o in ordered:
+            if o.lr >= edge or o.unstable:
+                break
+            if o.flipped:
+                seen_flip = True
+            elif seen_flip:
+                return True
+        return False
+
+    def summary(self) -> dict:
+        outcomes = [o.outcome for o in self.observations.values()]
+        lo_c, hi_c = self.critical.bounds
+        lo_m, hi_m = self.maximum.bounds
+        return {
+            "eta_c": self.critical.value, "eta_c_lo": lo_c, "eta_c_hi": hi_c,
+            "eta_c_status": self.critical.status,
+            "eta_max": self.maximum.value, "eta_max_lo": lo_m, "eta_max_hi": hi_m,
+            "eta_max_status": self.maximum.status,
+            "non_monotone": self.non_monotone(),
+            "n_runs": len(self.observations),
+            "n_diverged": outcomes.count("diverged"),
+            "n_unstable": outcomes.count("unstable"),
+        }
+
+
+def geometric_summary(values) -> dict:
+    """Geometric mean, geometric standard deviation and range of positive values
+    (NaN when there are none)."""
+    values = np.asarray([v for v in values if np.isfinite(v) and v > 0], dtype=float)
+    if not values.size:
+        return {"mean": math.nan, "gsd": math.nan, "min": math.nan, "max": math.nan, "n": 0}
+    logs = np.log(values)
+    return {"mean": float(np.exp(logs.mean())),
+            "gsd": float(np.exp(logs.std(ddof=1))) if values.size > 1 else math.nan,
+            "min": float(values.min()), "max": float(values.max()), "n": int(values.size)}
