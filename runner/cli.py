@@ -53,7 +53,7 @@ def cmd_show(args):
 
 def cmd_plot(args):
     from phantom_theory.io import check_output_path
-    from phantom_theory.plotting import plot_trajectory, save_figure
+    from phantom_theory.plots import plot_trajectory, save_figure
     from phantom_theory.trajectory import open_run
 
     check_output_path(args.output, args.overwrite)
@@ -113,7 +113,7 @@ def cmd_sweep_show(args):
 
 def cmd_plot_sweep(args):
     from phantom_theory.io import check_output_path
-    from phantom_theory.plotting import plot_sweep, save_figure
+    from phantom_theory.plots import plot_sweep, save_figure
 
     check_output_path(args.output, args.overwrite)
     save_figure(plot_sweep(_open_sweep_arg(args.path)), args.output, args.overwrite)
@@ -184,6 +184,10 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_plot_sweep)
+
+    from .cli_theory import add_theory_commands
+
+    add_theory_commands(commands)
 
     p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)

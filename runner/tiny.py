@@ -52,9 +52,16 @@ class TinySpec:
     overlap_range: tuple = (0.80, 0.95)    # S_ck, drawn per context
 
 
+# Two families, as in the study: tied GPT-2s with an anisotropic bulk and untied
+# GPT-NeoXs with an isotropic one, at a few depths and widths (about 0.1M to 0.4M
+# parameters). tiny-gpt2 and tiny-neox are the defaults of the tests and demos.
 TINY_MODELS = {
     "tiny-gpt2": TinySpec(family="gpt2", tied=True, bulk_alignment=0.6, seed=1),
     "tiny-neox": TinySpec(family="gpt_neox", tied=False, bulk_alignment=0.0, seed=2),
+    "tiny-gpt2-deep": TinySpec(family="gpt2", tied=True, bulk_alignment=0.6, seed=3, n_layer=4),
+    "tiny-gpt2-wide": TinySpec(family="gpt2", tied=True, bulk_alignment=0.5, seed=4, d_model=96),
+    "tiny-neox-deep": TinySpec(family="gpt_neox", tied=False, bulk_alignment=0.0, seed=5,
+                               n_layer=4),
 }
 
 

@@ -8,6 +8,11 @@ import warnings
 import pytest
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# pytensor and numba write compiled code under $HOME and the temp folder by default;
+# keep the tests' caches inside the checkout (ignored by git).
+_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
+os.environ.setdefault("PYTENSOR_FLAGS", f"compiledir={_CACHE}/pytensor")
+os.environ.setdefault("NUMBA_CACHE_DIR", f"{_CACHE}/numba")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 RUN_STEPS = 60

@@ -61,7 +61,7 @@ def assert_same_table(a, b):
 
 def test_the_shipped_specs_load():
     demo, study = load_spec(ROOT / "data/sweeps/demo.toml"), load_spec(ROOT / "data/sweeps/study.toml")
-    assert len(demo.groups()) == 40
+    assert len(demo.groups()) == 50
     assert len(study.models) == 5 and len(study.contexts) == 10
     assert set(study.modes) == {"full", "lora"}
 

@@ -1,0 +1,186 @@
+"""One self-contained HTML report of a results folder: every figure embedded as a
+PNG, no script, no stylesheet or font from the network.
+
+It reads what it finds under the folder (by each file's phantom_schema): a sweep
+(with its run files, for trajectories), a theory evaluation (table, comparison,
+scores, fits), and draws what that allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import itertools
+from pathlib import Path
+
+import xarray as xr
+
+from .errors import PhantomError
+from .io import SCHEMA_ATTR
+from .plots import plot_calibration, plot_classes, plot_levels, plot_sweep, plot_trajectory
+from .plots.common import plt
+from .provenance import provenance
+from .sweep import SCHEMA as SWEEP_SCHEMA
+from .sweep import open_sweep, sweep_table
+from .theory.compare import comparison_table
+from .theory.predict import calibration_table
+from .theory.results import (
+    COMPARISON_SCHEMA,
+    SCORES_SCHEMA,
+    load_fit,
+    open_comparison,
+    open_scores,
+    open_table,
+    scores_from_dataset,
+)
+from .theory.summaries import architecture_levels, class_membership
+from .theory.table import SCHEMA as TABLE_SCHEMA
+from .trajectory import SCHEMA as TRAJECTORY_SCHEMA
+from .trajectory import open_run, run_summary
+
+STYLE = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}h1{font-size:1.6em}h2{font-size:1.25em;
+margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}img{max-width:100%;
+border:1px solid #eee}pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
+.note{color:#555;font-size:.92em}.grid{display:flex;flex-wrap:wrap;gap:1em}
+.grid figure{flex:1 1 460px;margin:0}figcaption{font-size:.85em;color:#555}"""
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure(fig, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{_png(fig)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _schema(path: Path) -> str:
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            return str(ds.attrs.get(SCHEMA_ATTR, ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def discover(root: Path) -> dict:
+    """Files under ``root`` by schema (run files of a sweep are skipped)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*.nc")):
+        if "runs" in path.relative_to(root).parts[:-1] and path.name != "sweep.nc":
+            continue
+        if "predictions" in path.parts:
+            continue
+        found.setdefault(_schema(path), []).append(path)
+    fits = sorted(root.rglob("fits/*.nc"))
+    return {**found, "fits": fits}
+
+
+def _bracketing_runs(sweep, folder: Path, limit: int = 2) -> list[tuple[str, Path, Path]]:
+    """(label, run below eta_c, run above) for the first groups with a resolved eta_c."""
+    out = []
+    keys = itertools.product(sweep.model.values, sweep.context.values, sweep.mode.values,
+                             sweep.optimizer.values, sweep.seed.values)
+    for model, context, mode, optimizer, seed in keys:
+        group = sweep.sel(model=model, context=context, mode=mode, optimizer=optimizer, seed=seed)
+        if str(group.eta_c_status.item()) != "resolved":
+            continue
+        runs = ((sweep.run_model == model) & (sweep.run_context == context)
+                & (sweep.run_mode == mode) & (sweep.run_optimizer == optimizer)
+                & (sweep.run_seed == seed)).values
+        files = dict(zip(sweep.run_lr.values[runs], sweep.run_file.values[runs], strict=True))
+        lo, hi = float(group.eta_c_lo), float(group.eta_c_hi)
+        if lo in files and hi in files:
+            out.append((f"{model} · {context} · {mode} · {optimizer}", folder / files[lo],
+                        folder / files[hi]))
+        if len(out) >= limit:
+            break
+    return out
+
+
+def build_report(root, title: str = "phantom-theory report") -> str:
+    """The HTML text of the report of folder ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PhantomError(f"{root} is not a folder of results")
+    found = discover(root)
+    sections = []
+    for path in found.get(TRAJECTORY_SCHEMA, [])[:4]:
+        ds = open_run(path)
+        sections.append(f"<h2>Run {html.escape(str(path.relative_to(root)))}</h2>"
+                        f"<pre>{html.escape(run_summary(ds))}</pre>"
+                        + _figure(plot_trajectory(ds), "loss, probabilities, Φ = σ + δ and "
+                                  "the readout/geometry attribution; jumps shaded"))
+    for path in found.get(SWEEP_SCHEMA, []):
+        sweep = open_sweep(path)
+        figures = []
+        for label, below, above in _bracketing_runs(sweep, path.parent):
+            for run_path, side in ((below, "just below η_c"), (above, "just above η_c")):
+                if run_path.is_file():
+                    figures.append(_figure(plot_trajectory(open_run(run_path)),
+                                           f"{label}: the run {side}"))
+        sections.append(
+            f"<h2>Sweep {html.escape(str(sweep.attrs.get('sweep_name', path.parent.name)))}</h2>"
+            f"<p class=note>{html.escape(str(path.relative_to(root)))}: {sweep.sizes['run']} runs, "
+            f"spec SHA-256 {html.escape(str(sweep.attrs.get('sweep_spec_sha256', ''))[:16])}…</p>"
+            + _figure(plot_sweep(sweep), "outcome against learning rate, η_c and η_max marked")
+            + (f"<h3>Trajectories bracketing η_c, with jumps shaded</h3><div class=grid>"
+               f"{''.join(figures)}</div>" if figures else "")
+            + f"<pre>{html.escape(sweep_table(sweep))}</pre>")
+    tables = found.get(TABLE_SCHEMA, [])
+    table = open_table(tables[0]) if tables else None
+    for path in found.get(COMPARISON_SCHEMA, []):
+        sections.append("<h2>Theory comparison</h2><p class=note>PSIS-LOO over rows and exact "
+                        "leave-one-architecture-out over architectures, on log η_c; stacking "
+                        "weights for both.</p>"
+                        f"<pre>{html.escape(comparison_table(open_comparison(path)))}</pre>")
+    if table is not None:
+        for path in found["fits"]:
+            fit = load_fit(path, table)
+            if fit.theory in ("hier", "class"):
+                sections.append(f"<h2>Architecture effects: {fit.theory}</h2>"
+                                f"<p class=note>{html.escape(fit.describe())}</p>"
+                                + _figure(plot_levels(architecture_levels(fit, table)),
+                                          "forest plot of the architecture levels"))
+            if fit.theory == "class":
+                sections.append("<h2>Classes</h2>" + _figure(
+                    plot_classes(class_membership(fit, table)),
+                    "class probabilities and LoRA success per class"))
+    for path in found.get(SCORES_SCHEMA, []):
+        scores = open_scores(path)
+        sections.append("<h2>Blind predictions</h2><p class=note>Each architecture held out in "
+                        "turn: the fit never saw its outcomes; its level is drawn from the "
+                        "population and combined with its own measured-at-init quantities.</p>"
+                        + _figure(plot_calibration(scores), "predicted against measured η_c")
+                        + f"<pre>{html.escape(calibration_table(scores_from_dataset(scores)))}</pre>")
+    if not sections:
+        raise PhantomError(f"found no phantom-theory results under {root}")
+    meta = provenance()
+    footer = (f"<h2>Provenance</h2><pre>{html.escape(chr(10).join(f'{k}: {v}' for k, v in meta.items()))}"
+              f"</pre>")
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<p class=note>{html.escape(str(root))} · made {created}</p>{''.join(sections)}"
+            f"{footer}</body></html>")
+
+
+def write_report(root, output, overwrite: bool = False) -> Path:
+    import os
+
+    from .io import check_output_path
+
+    output = check_output_path(output, overwrite)
+    text = build_report(root)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, output)
+    return output
+
+
+__all__ = ["build_report", "discover", "write_report"]

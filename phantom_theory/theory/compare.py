@@ -1,0 +1,187 @@
+"""Comparing theory models: PSIS-LOO over rows, exact leave-one-architecture-out
+(LOAO) over architectures, stacking weights for both, and the blind predictions
+that the LOAO folds make along the way.
+
+Every theory predicts the same observable, log eta_c (log Q and log c_sharp are
+log eta_c shifted by measured-at-init quantities, a shift with unit Jacobian), so
+their predictive densities are comparable.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+
+from .fit import Fit, FitOptions, TheoryFitter
+from .predict import predict_architecture
+from .theories import THEORIES
+
+DEFAULT_THEORIES = ("universal", "hier", "class", "sharpness")
+PARETO_K_HIGH = 0.7
+
+
+def psis_loo(fit: Fit) -> dict:
+    """PSIS-LOO of a fit on its rows: elpd, its standard error, p_loo, Pareto k."""
+    import arviz as az
+
+    theory = THEORIES[fit.theory]
+    loglik = theory.pointwise_loglik(fit.flat(), fit.data)
+    chains, draws = next(iter(fit.posterior.values())).shape[:2]
+    idata = az.from_dict(posterior={"sigma": fit.posterior["sigma"]},
+                         log_likelihood={"y": loglik.reshape(chains, draws, -1)})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # high Pareto k is reported, not warned about
+        loo = az.loo(idata, pointwise=True)
+    k = np.asarray(loo.pareto_k)
+    return {"elpd": float(loo.elpd_loo), "se": float(loo.se), "p": float(loo.p_loo),
+            "pointwise": np.asarray(loo.loo_i), "pareto_k_max": float(k.max()),
+            "n_pareto_k_high": int((k > PARETO_K_HIGH).sum())}
+
+
+def stacking_weights(lpd: np.ndarray) -> np.ndarray:
+    """Stacking of predictive distributions (Yao et al. 2018): the weights w on the
+    simplex maximising sum_u log sum_k w_k exp(lpd[k, u]), lpd (models, units)."""
+    lpd = np.asarray(lpd, dtype=float)
+    n = lpd.shape[0]
+    if n == 1:
+        return np.ones(1)
+
+    def objective(z):
+        log_w = np.log(softmax(np.append(z, 0.0)))
+        return -logsumexp(lpd + log_w[:, None], axis=0).sum()
+
+    result = minimize(objective, np.zeros(n - 1), method="BFGS")
+    return softmax(np.append(result.x, 0.0))
+
+
+def _heldout_lpd(fit: Fit, table: xr.Dataset, held_out: str) -> float:
+    """log p(held-out rows | other architectures) = log mean_s p(rows | theta_s)."""
+    theory = THEORIES[fit.theory]
+    arch = list(table.model.values).index(held_out)
+    row = table.sel(model=held_out)
+    observed = np.flatnonzero(row.observed.values & np.isfinite(row[theory.target].values))
+    density = theory.heldout_logdensity(fit.flat(), fit.data, arch, observed,
+                                        row[theory.target].values[observed])
+    return float(logsumexp(density) - np.log(len(density)))
+
+
+def evaluate_theory(theory: str, table: xr.Dataset, options: FitOptions,
+                    attrs: dict | None = None) -> dict:
+    """Fit one theory on every architecture and once without each: PSIS-LOO, the
+    LOAO densities, and a blind prediction per architecture."""
+    fitter = TheoryFitter(theory, table, options)
+    full = fitter.fit()
+    result = {"theory": theory, "full": full, "loo": psis_loo(full), "folds": {}}
+    for held_out in table.model.values[table.observed.any("context").values]:
+        fit = fitter.fit(held_out=str(held_out))
+        result["folds"][str(held_out)] = {
+            "lpd": _heldout_lpd(fit, table, str(held_out)), "diagnostics": fit.diagnostics,
+            "prediction": predict_architecture(fit, table, str(held_out), options.seed,
+                                               attrs)}
+    return result
+
+
+@dataclass
+class Evaluation:
+    """Every theory's full fit, PSIS-LOO, LOAO densities and blind predictions."""
+
+    table: xr.Dataset
+    results: dict   # theory -> evaluate_theory's result
+
+    def comparison(self) -> xr.Dataset:
+        theories = list(self.results)
+        held_out = list(next(iter(self.results.values()))["folds"])
+        loo = [self.results[t]["loo"] for t in theories]
+        lpd = np.array([[self.results[t]["folds"][h]["lpd"] for h in held_out] for t in theories])
+        pointwise = np.array([r["pointwise"] for r in loo])
+        passed = [self.results[t]["full"].passed and all(
+            f["diagnostics"]["passed"] for f in self.results[t]["folds"].values()) for t in theories]
+        ds = xr.Dataset(
+            {"elpd_loo": ("theory", [r["elpd"] for r in loo]),
+             "elpd_loo_se": ("theory", [r["se"] for r in loo]),
+             "p_loo": ("theory", [r["p"] for r in loo]),
+             "pareto_k_max": ("theory", [r["pareto_k_max"] for r in loo]),
+             "n_pareto_k_high": ("theory", [r["n_pareto_k_high"] for r in loo]),
+             "elpd_loao": ("theory", lpd.sum(axis=1)),
+             "elpd_loao_se": ("theory", lpd.std(axis=1, ddof=1) * np.sqrt(lpd.shape[1])
+                              if lpd.shape[1] > 1 else np.full(len(theories), np.nan)),
+             "lpd_loao": (("theory", "held_out"), lpd),
+             "stacking_loo": ("theory", stacking_weights(pointwise)),
+             "stacking_loao": ("theory", stacking_weights(lpd)),
+             "fits_passed": ("theory", passed),
+             "sampler": ("theory", [self.results[t]["full"].sampler for t in theories])},
+            coords={"theory": theories, "held_out": held_out})
+        labels = {"elpd_loo": "PSIS-LOO expected log predictive density",
+                  "elpd_loo_se": "standard error of elpd_loo",
+                  "p_loo": "effective number of parameters",
+                  "pareto_k_max": "largest Pareto k of the PSIS weights",
+                  "n_pareto_k_high": f"rows with Pareto k > {PARETO_K_HIGH}",
+                  "elpd_loao": "exact leave-one-architecture-out elpd",
+                  "elpd_loao_se": "standard error of elpd_loao over architectures",
+                  "lpd_loao": "log predictive density of the held-out architecture's rows",
+                  "stacking_loo": "stacking weight from the PSIS-LOO densities",
+                  "stacking_loao": "stacking weight from the LOAO densities",
+                  "fits_passed": "the full fit and every fold passed the diagnostics gate",
+                  "sampler": "sampler"}
+        for name, text in labels.items():
+            ds[name].attrs["long_name"] = text
+        return ds
+
+    def predictions(self) -> dict[tuple[str, str], xr.Dataset]:
+        return {(t, h): fold["prediction"] for t, r in self.results.items()
+                for h, fold in r["folds"].items()}
+
+    def fits(self) -> list[Fit]:
+        out = []
+        for result in self.results.values():
+            out.append(result["full"])
+        return out
+
+    def fold_diagnostics(self) -> list[tuple[str, str, dict]]:
+        return [(t, h, fold["diagnostics"]) for t, r in self.results.items()
+                for h, fold in r["folds"].items()]
+
+
+def evaluate(table: xr.Dataset, theories=DEFAULT_THEORIES, options: FitOptions = FitOptions(),
+             workers: int = 2, attrs: dict | None = None) -> Evaluation:
+    """Evaluate several theories, the sampled ones in parallel worker processes
+    (each compiles its own model once and re-samples it for every fold)."""
+    sampled = [t for t in theories if THEORIES[t].sampled]
+    results = {}
+    if workers > 1 and len(sampled) > 1:
+        # The heaviest model first, so that it does not finish last alone.
+        order = sorted(sampled, key=lambda t: -len(THEORIES[t].diagnosed))
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(order)),
+                                                    mp_context=context) as pool:
+            futures = {t: pool.submit(evaluate_theory, t, table, options, attrs) for t in order}
+            results.update({t: f.result() for t, f in futures.items()})
+    for theory in theories:
+        if theory not in results:
+            results[theory] = evaluate_theory(theory, table, options, attrs)
+    return Evaluation(table, {t: results[t] for t in theories})
+
+
+def comparison_table(ds: xr.Dataset) -> str:
+    lines = [f"{'theory':10s} {'elpd_loo':>9s} {'se':>6s} {'p_loo':>6s} {'k_max':>6s} "
+             f"{'elpd_loao':>10s} {'se':>6s} {'w_loo':>6s} {'w_loao':>7s}  gate"]
+    order = np.argsort(-ds.elpd_loao.values)
+    for i in order:
+        row = ds.isel(theory=i)
+        flags = "passed" if bool(row.fits_passed) else "FAILED"
+        if int(row.n_pareto_k_high):
+            flags += f", {int(row.n_pareto_k_high)} rows with Pareto k > {PARETO_K_HIGH}"
+        lines.append(f"{str(row.theory.values):10s} {float(row.elpd_loo):9.2f} "
+                     f"{float(row.elpd_loo_se):6.2f} {float(row.p_loo):6.2f} "
+                     f"{float(row.pareto_k_max):6.2f} {float(row.elpd_loao):10.2f} "
+                     f"{float(row.elpd_loao_se):6.2f} {float(row.stacking_loo):6.2f} "
+                     f"{float(row.stacking_loao):7.2f}  {flags}")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""Blind prediction of a held-out architecture's critical learning rate, and its
+scoring (THEORY.md section 8, blind prediction).
+
+A prediction is made from a fit that never saw the architecture's outcomes (its
+rows are masked out of the table before the fit reads it). The architecture's
+level comes from the population, one draw per posterior sample shared by all its
+contexts, and is combined with its own measured-at-init quantities:
+log eta_c = log Q - log_scale. The prediction is written with a SHA-256 of its
+content before any outcome of the architecture is read; scoring checks the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import xarray as xr
+
+from ..errors import PhantomError
+from ..io import SCHEMA_ATTR, open_checked, write_netcdf
+from .fit import Fit
+from .table import mask_outcomes  # noqa: F401  (part of this module's interface)
+from .theories import THEORIES
+
+SCHEMA = "phantom-theory/prediction/1"
+HDI_PROB = 0.94
+
+
+def hdi(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
+    """Highest-density interval of 1-D draws (the narrowest interval holding prob)."""
+    draws = np.sort(np.asarray(draws, dtype=float))
+    n = len(draws)
+    width = max(1, int(np.floor(prob * n)))
+    lows, highs = draws[: n - width], draws[width:]
+    best = int(np.argmin(highs - lows))
+    return float(lows[best]), float(highs[best])
+
+
+def prediction_digest(ds: xr.Dataset) -> str:
+    """SHA-256 over the prediction's content: its draws, summaries and identity."""
+    digest = hashlib.sha256()
+    for name in sorted(ds.data_vars):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(ds[name].values).tobytes())
+    for key in ("theory", "held_out", "table_options_json"):
+        digest.update(str(ds.attrs.get(key, "")).encode())
+    return digest.hexdigest()
+
+
+def predict_architecture(fit: Fit, table: xr.Dataset, held_out: str, seed: int = 0,
+                         attrs: dict | None = None) -> xr.Dataset:
+    """The posterior predictive of eta_c for ``held_out`` on each of its contexts with
+    quantities, and for the architecture (the geometric mean over them), from a fit
+    without its outcomes. Includes the catapult anchor 2 / lambda0."""
+    if fit.held_out != held_out:
+        raise PhantomError(f"the fit held out {fit.held_out!r}, not {held_out!r}")
+    theory = THEORIES[fit.theory]
+    arch = list(table.model.values).index(held_out)
+    row = table.sel(model=held_out)
+    usable = (row.has_quantities & np.isfinite(row[theory.offset])).values
+    if not usable.any():
+        raise PhantomError(f"{held_out} has no measured-at-init quantities to predict from; "
+                           "run `phantom quantities` on it")
+    contexts = np.flatnonzero(usable)
+    rng = np.random.default_rng(seed)
+    log_target = theory.predict(fit.flat(), fit.data, arch, contexts, rng)
+    log_eta = log_target - row[theory.offset].values[contexts][None, :]
+    arch_draws = log_eta.mean(axis=1)
+    context_ids = [str(c) for c in table.context.values[contexts]]
+    summaries = {"eta_c_median": np.exp(np.median(log_eta, axis=0)),
+                 "eta_c_hdi_low": np.exp([hdi(d)[0] for d in log_eta.T]),
+                 "eta_c_hdi_high": np.exp([hdi(d)[1] for d in log_eta.T])}
+    anchor = 2.0 / row.lambda0.values[contexts]
+    low, high = hdi(arch_draws)
+    ds = xr.Dataset(
+        {"log_eta_c_draws": (("sample", "context"), log_eta),
+         **{k: ("context", v) for k, v in summaries.items()},
+         "anchor_eta_c": ("context", anchor),
+         "eta_c_arch_draws": ("sample", np.exp(arch_draws)),
+         "eta_c_arch_median": np.exp(np.median(arch_draws)),
+         "eta_c_arch_hdi_low": np.exp(low), "eta_c_arch_hdi_high": np.exp(high),
+         "anchor_eta_c_arch": np.exp(np.mean(np.log(anchor)))},
+        coords={"context": context_ids},
+        attrs={SCHEMA_ATTR: SCHEMA, "theory": fit.theory, "held_out": held_out,
+               "hdi_prob": HDI_PROB, "prediction_seed": seed, "sampler": fit.sampler,
+               **{f"diagnostics_{k}": int(v) if isinstance(v, bool) else v
+                  for k, v in fit.diagnostics.items()},
+               "table_options_json": table.attrs.get("table_options_json", ""),
+               **(attrs or {})},
+    )
+    for name, text in (("log_eta_c_draws", "posterior predictive draws of log eta_c"),
+                       ("eta_c_median", "predicted eta_c, median"),
+                       ("eta_c_hdi_low", "predicted eta_c, lower end of the HDI"),
+                       ("eta_c_hdi_high", "predicted eta_c, upper end of the HDI"),
+                       ("anchor_eta_c", "catapult anchor 2 / lambda0"),
+                       ("eta_c_arch_draws", "predictive draws of the architecture's eta_c"),
+                       ("eta_c_arch_median", "predicted architecture eta_c, median"),
+                       ("eta_c_arch_hdi_low", "predicted architecture eta_c, HDI low"),
+                       ("eta_c_arch_hdi_high", "predicted architecture eta_c, HDI high"),
+                       ("anchor_eta_c_arch", "2 / lambda0, geometric mean over contexts")):
+        ds[name].attrs = {"long_name": text, "units": "1"}
+    ds.attrs["prediction_sha256"] = prediction_digest(ds)
+    return ds
+
+
+def write_prediction(ds, path, overwrite: bool = False):
+    return write_netcdf(ds, path, overwrite)
+
+
+def open_prediction(path) -> xr.Dataset:
+    """Read a prediction and check that its content still matches its hash."""
+    ds = open_checked(path, SCHEMA, "prediction (from `phantom predict`)")
+    if prediction_digest(ds) != ds.attrs.get("prediction_sha256"):
+        raise PhantomError(f"{path} does not match its recorded SHA-256: the prediction was "
+                           "changed after it was written")
+    return ds
+
+
+def score(prediction: xr.Dataset, measured_eta_c: xr.DataArray, measured_eta_max=None) -> dict:
+    """Score a prediction against the measured eta_c of its contexts (NaN where a
+    context did not resolve). The architecture's value, predicted and measured,
+    is the geometric mean over the contexts that resolved."""
+    contexts = [c for c in prediction.context.values
+                if c in measured_eta_c.context.values and np.isfinite(float(measured_eta_c.sel(context=c)))]
+    if not contexts:
+        raise PhantomError(f"no resolved eta_c of {prediction.attrs['held_out']} to score against")
+    pred = prediction.sel(context=contexts)
+    measured = np.exp(np.mean(np.log(measured_eta_c.sel(context=contexts).values)))
+    draws = np.exp(pred.log_eta_c_draws.values.mean(axis=1))
+    median = float(np.median(draws))
+    low, high = np.exp(hdi(np.log(draws), float(prediction.attrs["hdi_prob"])))
+    anchor = float(np.exp(np.mean(np.log(pred.anchor_eta_c.values))))
+    per_context = pred.eta_c_median.values
+    measured_per_context = measured_eta_c.sel(context=contexts).values
+    covered = ((pred.eta_c_hdi_low.values <= measured_per_context)
+               & (measured_per_context <= pred.eta_c_hdi_high.values))
+    result = {
+        "theory": prediction.attrs["theory"], "held_out": prediction.attrs["held_out"],
+        "n_contexts": len(contexts), "measured": float(measured),
+        "median": median, "hdi_low": float(low), "hdi_high": float(high),
+        "relative_error": abs(median - measured) / measured,
+        "covered": bool(low <= measured <= high),
+        "context_relative_error": float(np.median(np.abs(per_context - measured_per_context)
+                                                  / measured_per_context)),
+        "context_coverage": float(covered.mean()),
+        "anchor": anchor, "anchor_relative_error": abs(anchor - measured) / measured,
+        "prediction_sha256": prediction.attrs["prediction_sha256"],
+    }
+    if measured_eta_max is not None:
+        eta_max = measured_eta_max.sel(context=contexts).values
+        finite = np.isfinite(eta_max)
+        if finite.any():
+            edge = float(np.exp(np.mean(np.log(eta_max[finite]))))
+            result.update(measured_eta_max=edge, anchor_relative_error_eta_max=abs(anchor - edge) / edge)
+    return result
+
+
+def calibration_table(scores: list[dict]) -> str:
+    lines = [f"{'theory':10s} {'held out':14s} {'measured':>10s} {'median':>10s} "
+             f"{'94% HDI':>23s} {'rel.err':>8s} {'covers':>6s} {'2/lambda0':>10s} {'rel.err':>8s}"]
+    for s in scores:
+        interval = "[{:.4g}, {:.4g}]".format(s["hdi_low"], s["hdi_high"])
+        lines.append(
+            f"{s['theory']:10s} {s['held_out']:14s} {s['measured']:10.4g} {s['median']:10.4g} "
+            f"{interval:>23s} {100 * s['relative_error']:7.1f}% "
+            f"{'yes' if s['covered'] else 'no':>6s} "
+            f"{s['anchor']:10.4g} {100 * s['anchor_relative_error']:7.1f}%")
+    by_theory: dict[str, list] = {}
+    for s in scores:
+        by_theory.setdefault(s["theory"], []).append(s)
+    lines.append("")
+    for theory, rows in by_theory.items():
+        covered = sum(r["covered"] for r in rows)
+        errors = [r["relative_error"] for r in rows]
+        lines.append(f"{theory}: HDI covers {covered}/{len(rows)}; median relative error "
+                     f"{100 * np.median(errors):.1f}% (anchor 2/lambda0: "
+                     f"{100 * np.median([r['anchor_relative_error'] for r in rows]):.1f}%)")
+    return "\n".join(lines)
+
+
+def scores_dataset(scores: list[dict]) -> xr.Dataset:
+    keys = [k for k in scores[0] if k not in ("theory", "held_out")]
+    return xr.Dataset({k: ("fold", np.array([s.get(k, np.nan) for s in scores])) for k in keys},
+                      coords={"theory": ("fold", [s["theory"] for s in scores]),
+                              "held_out": ("fold", [s["held_out"] for s in scores])},
+                      attrs={"scores_json": json.dumps(scores, default=float)})

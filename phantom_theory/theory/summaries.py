@@ -1,0 +1,87 @@
+"""Posterior summaries a person reads: architecture effects, class membership and
+LoRA success per class. Numbers only; the figures are in phantom_theory.plots."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .fit import Fit
+from .predict import hdi
+from .theories import THEORIES
+
+
+def _interval(draws: np.ndarray) -> tuple[float, float, float]:
+    low, high = hdi(draws)
+    return float(np.median(draws)), low, high
+
+
+def architecture_levels(fit: Fit, table: xr.Dataset) -> xr.Dataset:
+    """Median and 94% HDI of each architecture's level alpha_a (log Q units) and of
+    the population (mu, tau) for M_hier and M_class."""
+    post = fit.flat()
+    theory = THEORIES[fit.theory]
+    if not theory.has_levels:
+        raise ValueError(f"{fit.theory} has no architecture levels")
+    alpha = theory.effects(post, fit.data, np.random.default_rng(0))[0]
+    rows = np.array([_interval(alpha[:, a]) for a in range(alpha.shape[1])])
+    return xr.Dataset(
+        {"alpha_median": ("model", rows[:, 0]), "alpha_hdi_low": ("model", rows[:, 1]),
+         "alpha_hdi_high": ("model", rows[:, 2]),
+         "fitted": ("model", fit.data.fitted.astype(bool)),
+         **{f"{name}_{stat}": value for name in ("mu", "tau")
+            for stat, value in zip(("median", "hdi_low", "hdi_high"), _interval(post[name]),
+                                   strict=True)}},
+        coords={"model": [str(m) for m in table.model.values]},
+        attrs={"theory": fit.theory, "units": "log Q"})
+
+
+def class_membership(fit: Fit, table: xr.Dataset) -> xr.Dataset:
+    """Posterior P(class_1) per architecture (class_1: the higher mean log b) and the
+    probability of LoRA success per class, with 94% HDIs."""
+    if fit.theory != "class":
+        raise ValueError("class membership needs a fit of M_class")
+    post = fit.flat()
+    theory = THEORIES["class"]
+    probability = theory.class_probability(post, fit.data)
+    success = theory.lora_success_probability(post)
+    rows = np.array([_interval(success[:, k]) for k in range(2)])
+    b_mean = np.array([_interval(post["b_mean"][:, k]) for k in range(2)])
+    return xr.Dataset(
+        {"p_class_1": ("model", probability.mean(axis=0)),
+         "log_b": ("model", np.nanmean(table.log_b.values, axis=1)),
+         "lora_success_median": ("class", rows[:, 0]),
+         "lora_success_hdi_low": ("class", rows[:, 1]),
+         "lora_success_hdi_high": ("class", rows[:, 2]),
+         "b_mean_median": ("class", b_mean[:, 0]), "b_mean_hdi_low": ("class", b_mean[:, 1]),
+         "b_mean_hdi_high": ("class", b_mean[:, 2])},
+        coords={"model": [str(m) for m in table.model.values], "class": ["class_0", "class_1"]},
+        attrs={"theory": "class"})
+
+
+def summary_text(fit: Fit, table: xr.Dataset) -> str:
+    """A few lines on a fit: the gate, the population, each architecture."""
+    lines = [fit.describe(), "verdict: " + ("passed the diagnostics gate" if fit.passed
+                                          else "FAILED the diagnostics gate")]
+    post = fit.flat()
+    for name in ("mu", "tau", "tau_gamma", "sigma", "delta", "log_c"):
+        if name in post:
+            median, low, high = _interval(post[name])
+            lines.append(f"  {name:9s} {median:9.4g}   94% HDI [{low:.4g}, {high:.4g}]")
+    if fit.theory in ("hier", "class"):
+        levels = architecture_levels(fit, table)
+        for m in levels.model.values:
+            row = levels.sel(model=m)
+            lines.append(f"  alpha[{m}] {float(row.alpha_median):9.4g}   94% HDI "
+                         f"[{float(row.alpha_hdi_low):.4g}, {float(row.alpha_hdi_high):.4g}]"
+                         + ("" if bool(row.fitted) else "   (no outcome rows: population draw)"))
+    if fit.theory == "class":
+        classes = class_membership(fit, table)
+        for m in classes.model.values:
+            lines.append(f"  P(class_1 | {m}) = {float(classes.p_class_1.sel(model=m)):.3f}")
+        for k in classes["class"].values:
+            row = classes.sel({"class": k})
+            lines.append(f"  P(LoRA success | {k}) {float(row.lora_success_median):.3f}   94% HDI "
+                         f"[{float(row.lora_success_hdi_low):.3f}, "
+                         f"{float(row.lora_success_hdi_high):.3f}]")
+    return "\n".join(lines)

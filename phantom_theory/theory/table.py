@@ -1,0 +1,146 @@
+"""The tidy table the theory models are built from: one row per (architecture,
+context), for one fine-tuning mode and optimizer.
+
+Q is the dimensionless quantity the theories describe (an option):
+``nu_c`` = eta_c T G0 / |m0| (default) or ``c_sharp`` = eta_c lambda0. Each row
+also carries log_scale, with log eta_c = log Q - log_scale, so a prediction of Q
+for an architecture becomes one of eta_c through its own measured-at-init
+quantities.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import xarray as xr
+
+from ..errors import PhantomError
+from ..provenance import options_attrs
+
+SCHEMA = "phantom-theory/theory-table/1"
+QUANTITIES = ("nu_c", "c_sharp")
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """mode, optimizer: which runs' eta_c the theories model. quantity: Q.
+    LoRA success (for M_class) is read from the sweep's LoRA groups with the same
+    optimizer: eta_c resolved and below the stability edge."""
+
+    mode: str = "full"
+    optimizer: str = "sgd"
+    quantity: str = "nu_c"
+
+    def __post_init__(self):
+        if self.quantity not in QUANTITIES:
+            raise PhantomError(f"quantity must be one of {QUANTITIES}, not {self.quantity!r}")
+
+
+def _geometric_mean_over_seeds(values: xr.DataArray, resolved: xr.DataArray) -> xr.DataArray:
+    logs = np.log(values.where(resolved))
+    return np.exp(logs.mean("seed", skipna=True))
+
+
+def measured(sweep: xr.Dataset, mode: str, optimizer: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """(eta_c, eta_max) per (model, context) of a sweep's mode and optimizer: the
+    geometric means over seeds of the resolved values, NaN where none resolved."""
+    groups = sweep.sel(mode=mode, optimizer=optimizer)
+    return (_geometric_mean_over_seeds(groups.eta_c, groups.eta_c_status == "resolved"),
+            _geometric_mean_over_seeds(groups.eta_max, groups.eta_max_status == "resolved"))
+
+
+def lora_success(sweep: xr.Dataset, optimizer: str) -> xr.DataArray:
+    """1 where LoRA reaches the flip below its stability edge, 0 where it does not,
+    NaN where the sweep has no LoRA group."""
+    if "lora" not in sweep.mode.values:
+        return xr.full_like(sweep.eta_c.isel(mode=0, optimizer=0, seed=0), np.nan)
+    lora = sweep.sel(mode="lora", optimizer=optimizer)
+    resolved = lora.eta_c_status == "resolved"
+    below_edge = (lora.eta_max_status != "resolved") | (lora.eta_c < lora.eta_max)
+    success = (resolved & below_edge).any("seed").astype(float)
+    present = (lora.eta_c_status != "").any("seed")
+    return success.where(present)
+
+
+def theory_table(quantities: xr.Dataset, sweep: xr.Dataset,
+                 options: TableOptions = TableOptions()) -> xr.Dataset:
+    """The tidy table (dims model, context) for ``options``' mode and optimizer.
+    Models with quantities but no sweep (an architecture to predict blind) get
+    rows without outcomes."""
+    missing = [m for m in sweep.model.values if m not in quantities.model.values]
+    if missing:
+        raise PhantomError(f"the quantities lack model(s) {missing} of the sweep; run "
+                           "`phantom quantities` on them")
+    if options.mode not in sweep.mode.values or options.optimizer not in sweep.optimizer.values:
+        raise PhantomError(f"the sweep has no {options.mode}/{options.optimizer} groups")
+    models = list(dict.fromkeys([*map(str, sweep.model.values), *map(str, quantities.model.values)]))
+    contexts = list(dict.fromkeys([*map(str, sweep.context.values),
+                                   *map(str, quantities.context.values)]))
+    sweep = sweep.reindex(model=models, context=contexts)
+    sweep["eta_c_status"] = sweep.eta_c_status.fillna("")
+    sweep["eta_max_status"] = sweep.eta_max_status.fillna("")
+    groups = sweep.sel(mode=options.mode, optimizer=options.optimizer)
+    q = quantities.reindex(model=models, context=contexts)
+    resolved = groups.eta_c_status == "resolved"
+    eta_c, eta_max = measured(sweep, options.mode, options.optimizer)
+    steps = float(sweep.attrs["run_steps"])
+    G0 = q.G0.sel(mode=options.mode, optimizer=options.optimizer, drop=True)
+    lambda0 = q.lambda0.sel(mode=options.mode, drop=True)
+    m0 = q.m0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if options.quantity == "nu_c":
+            log_scale = np.log(steps * G0 / np.abs(m0))
+        else:
+            log_scale = np.log(lambda0)
+        log_b = 0.5 * (np.log(q.b_c) + np.log(q.b_k))
+        columns = {
+            "eta_c": eta_c, "eta_max": eta_max, "resolved": resolved.any("seed"),
+            "m0": m0, "G0": G0, "lambda0": lambda0, "log_scale": log_scale,
+            "log_q": np.log(eta_c) + log_scale, "log_c_sharp": np.log(eta_c * lambda0),
+            "log_lambda0": np.log(lambda0), "log_b": log_b,
+            "lora_success": lora_success(sweep, options.optimizer),
+        }
+        table = xr.Dataset({name: column.drop_vars([c for c in column.coords
+                                                    if c not in ("model", "context")])
+                            for name, column in columns.items()})
+    table["observed"] = (table.resolved & np.isfinite(table.log_q)
+                         & np.isfinite(table.log_c_sharp))
+    table["has_quantities"] = np.isfinite(table.log_scale) & np.isfinite(table.log_b)
+    labels = {
+        "eta_c": "measured critical learning rate (geometric mean over seeds)",
+        "eta_max": "measured stability edge (geometric mean over seeds)",
+        "resolved": "eta_c resolved within the sweep's bracket",
+        "m0": "initial margin", "G0": "first-step margin growth per unit lr",
+        "lambda0": "top Hessian eigenvalue at initialisation",
+        "log_scale": "log eta_c = log Q - log_scale",
+        "log_q": f"log Q, Q = {options.quantity}", "log_c_sharp": "log(eta_c * lambda0)",
+        "log_lambda0": "log lambda0", "log_b": "log bulk anisotropy, mean of log b_c and log b_k",
+        "lora_success": "LoRA flips below its stability edge (1), does not (0), not run (NaN)",
+        "observed": "row enters the likelihoods (resolved eta_c, finite log Q and log c_sharp)",
+        "has_quantities": "measured-at-init quantities are available",
+    }
+    for name, text in labels.items():
+        table[name].attrs = {"long_name": text, "units": "1"}
+    table.attrs = {"phantom_schema": SCHEMA, **options_attrs("table", options), "steps": steps,
+                   "sweep_spec_sha256": sweep.attrs.get("sweep_spec_sha256", ""),
+                   "quantities_git_commit": quantities.attrs.get("git_commit", ""),
+                   "table_options_json": json.dumps(asdict(options))}
+    return table
+
+
+def mask_outcomes(table: xr.Dataset, held_out: str) -> xr.Dataset:
+    """The table with every outcome of ``held_out`` (eta_c, eta_max, log Q, LoRA
+    success) replaced by NaN: all that a blind fit may see of it is its
+    measured-at-init quantities."""
+    if held_out not in table.model.values:
+        raise PhantomError(f"unknown held-out model {held_out!r}; the table has "
+                           f"{', '.join(map(str, table.model.values))}")
+    masked = table.copy(deep=True)
+    row = dict(model=held_out)
+    for name in ("eta_c", "eta_max", "log_q", "log_c_sharp", "lora_success"):
+        masked[name].loc[row] = np.nan
+    for name in ("observed", "resolved"):
+        masked[name].loc[row] = False
+    return masked

@@ -1,0 +1,238 @@
+"""Quantities at initialisation that need the model (THEORY.md section 7): the margin
+m0, its first-step growth G0 for each optimizer, and the top Hessian eigenvalue
+lambda0 over the trainable parameters of each mode, plus the geometry statistics
+of ``phantom_theory.quantities``.
+
+lambda0 comes from Hessian-vector products (double backward), never from the
+Hessian itself: Lanczos (ARPACK's eigsh, largest algebraic) when the parameters
+are few enough to keep its basis in memory, power iteration otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from scipy.sparse.linalg import LinearOperator, eigsh
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from phantom_theory import quantities as q
+from phantom_theory.errors import PhantomError
+from phantom_theory.io import SCHEMA_ATTR
+from phantom_theory.provenance import options_attrs, provenance
+
+from .contexts import get_context, tokenize_context
+from .instrument import MATRICES
+from .models import load_model
+from .train import RunOptions, last_logits, wrap_lora
+
+LANCZOS_MAX_PARAMETERS = 2_000_000
+
+
+@dataclass(frozen=True)
+class QuantityOptions:
+    """modes, optimizers: which G0 and lambda0 to measure. hessian_method: "auto"
+    (Lanczos up to 2M trainable parameters, power iteration above), "lanczos" or
+    "power"; hessian_tol: relative tolerance; hessian_max_iter: most
+    Hessian-vector products for power iteration. LoRA settings and eps match the
+    runs'; seed fixes the LoRA initialisation and the row sample."""
+
+    modes: tuple[str, ...] = ("full", "lora")
+    optimizers: tuple[str, ...] = ("sgd", "adamw")
+    hessian_method: str = "auto"
+    hessian_tol: float = 1e-4
+    hessian_max_iter: int = 200
+    sample_rows: int = 2048
+    seed: int = 0
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.hessian_method not in ("auto", "lanczos", "power"):
+            raise PhantomError(f"hessian_method must be auto, lanczos or power, "
+                               f"not {self.hessian_method!r}")
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat(vector: torch.Tensor, like) -> list[torch.Tensor]:
+    out, start = [], 0
+    for t in like:
+        out.append(vector[start:start + t.numel()].view_as(t))
+        start += t.numel()
+    return out
+
+
+def margin_growth(model, params, input_ids, c: int, k: int, eps: float = 1e-8):
+    """(m0, G0_sgd, G0_adamw): the margin and its first-step growth per unit lr.
+
+    GD moves the parameters along -grad L, so G0 = <grad m, -grad L>; Adam's first
+    step is -grad L / (|grad L| + eps) elementwise, so G0 = <grad m, that>.
+    """
+    logits = last_logits(model, input_ids)[0]
+    margin = logits[c] - logits[k]
+    loss = F.cross_entropy(logits[None].float(), torch.tensor([c], device=logits.device))
+    grad_loss = torch.autograd.grad(loss, params, retain_graph=True)
+    grad_margin = torch.autograd.grad(margin, params)
+    sgd = sum((gm.double() * -gl.double()).sum() for gm, gl in zip(grad_margin, grad_loss, strict=True))
+    adam = sum((gm.double() * (-gl.double() / (gl.double().abs() + eps))).sum()
+               for gm, gl in zip(grad_margin, grad_loss, strict=True))
+    return float(margin.detach()), float(sgd), float(adam)
+
+
+def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1e-4,
+                           max_iter: int = 200, seed: int = 0) -> tuple[float, int]:
+    """(lambda_max, Hessian-vector products used) of the loss over ``params``.
+
+    ``loss_fn()`` recomputes the loss. Lanczos finds the largest algebraic
+    eigenvalue directly. Power iteration finds the largest in magnitude; if that
+    is negative it iterates again on H - lambda I, whose top eigenvalue is then
+    lambda_max - lambda.
+    """
+    n = sum(p.numel() for p in params)
+    calls = 0
+
+    def hvp(vector: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        # The fused attention kernels have no double backward; the math kernel has.
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = loss_fn()
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            product = torch.autograd.grad(grads, params,
+                                          _unflat(vector.to(params[0].dtype), params))
+        return _flat(product).double()
+
+    device = params[0].device
+    generator = torch.Generator().manual_seed(seed)
+    if method == "lanczos" or (method == "auto" and n <= LANCZOS_MAX_PARAMETERS):
+        operator = LinearOperator(
+            (n, n), dtype=np.float64,
+            matvec=lambda v: hvp(torch.as_tensor(np.ravel(v), device=device)).cpu().numpy())
+        v0 = torch.randn(n, generator=generator, dtype=torch.float64).numpy()
+        value = eigsh(operator, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)[0]
+        return float(value), calls
+
+    def power(shift: float) -> float:
+        v = torch.randn(n, generator=generator, dtype=torch.float64).to(device)
+        v /= v.norm()
+        value = 0.0
+        for _ in range(max_iter):
+            w = hvp(v) - shift * v
+            new = float(v @ w)
+            v = w / w.norm()
+            if abs(new - value) <= tol * abs(new):
+                return new
+            value = new
+        return value
+
+    largest = power(0.0)
+    if largest >= 0:
+        return largest, calls
+    return power(largest) + largest, calls
+
+
+def _trainable(loaded, mode: str, options: QuantityOptions, model_name: str):
+    model = copy.deepcopy(loaded.model)
+    if mode == "lora":
+        torch.manual_seed(options.seed)
+        model, _ = wrap_lora(model, RunOptions(model=model_name, mode="lora",
+                                               lora_rank=options.lora_rank,
+                                               lora_alpha=options.lora_alpha))
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    model.eval()
+    return model, [p for p in model.parameters() if p.requires_grad]
+
+
+def measure_model(model_name: str, contexts: list[str], options: QuantityOptions = QuantityOptions(),
+                  revision=None, dtype: str = "float32", device: str = "cpu", bar=None) -> xr.Dataset:
+    """The quantities of one model on the given contexts."""
+    loaded = load_model(model_name, revision, dtype, device)
+    U = MATRICES["readout"](loaded.model).detach().float().cpu().numpy()
+    per_context = {name: [] for name in ("m0", "p_correct0", "p_competitor0", "overlap_ck",
+                                         "distinguishability", "b_c", "b_k", "leak_fraction")}
+    G0 = np.full((len(contexts), len(options.modes), len(options.optimizers)), np.nan)
+    lambda0 = np.full((len(contexts), len(options.modes)), np.nan)
+    iterations = np.zeros((len(contexts), len(options.modes)), dtype=int)
+    tokenized = [tokenize_context(loaded.tokenizer, get_context(c), model_name) for c in contexts]
+    for j, t in enumerate(tokenized):
+        c, k = t.correct_id, t.competitor_id
+        ids = torch.tensor([t.input_ids], device=device)
+        with torch.no_grad():
+            logits = last_logits(loaded.model, ids)[0].double()
+        p = logits.softmax(-1)
+        s_ck = float(q.pair_overlaps(U[[c, k]].astype(np.float64), 0, 1)[0][1])
+        b_c, b_k = q.bulk_anisotropy(U, c, k)
+        for name, value in (("m0", float(logits[c] - logits[k])), ("p_correct0", float(p[c])),
+                            ("p_competitor0", float(p[k])), ("overlap_ck", s_ck),
+                            ("distinguishability", 1 - s_ck**2), ("b_c", b_c), ("b_k", b_k),
+                            ("leak_fraction", q.leak_fraction(U, c, k))):
+            per_context[name].append(value)
+        for i, mode in enumerate(options.modes):
+            model, params = _trainable(loaded, mode, options, model_name)
+            _, g_sgd, g_adam = margin_growth(model, params, ids, c, k, options.eps)
+            G0[j, i] = [{"sgd": g_sgd, "adamw": g_adam}[o] for o in options.optimizers]
+            target = torch.tensor([c], device=device)
+
+            def loss_fn(model=model, ids=ids, target=target):
+                return F.cross_entropy(last_logits(model, ids)[0][None].float(), target)
+
+            lambda0[j, i], iterations[j, i] = top_hessian_eigenvalue(
+                loss_fn, params, options.hessian_method, options.hessian_tol,
+                options.hessian_max_iter, options.seed)
+            if bar is not None:
+                bar.update(1)
+    geometries = ("readout", "input")
+    stats = [q.embedding_statistics(MATRICES[g](loaded.model).detach().float().cpu().numpy(),
+                                    options.sample_rows, options.seed) for g in geometries]
+    ds = xr.Dataset(
+        {**{name: ("context", np.array(values)) for name, values in per_context.items()},
+         "G0": (("context", "mode", "optimizer"), G0),
+         "lambda0": (("context", "mode"), lambda0),
+         "lambda0_iterations": (("context", "mode"), iterations),
+         **{name: ("geometry", np.array([s[name] for s in stats]))
+            for name in ("mean_cosine", "top_pc_share", "effective_rank")}},
+        coords={"context": list(contexts), "mode": list(options.modes),
+                "optimizer": list(options.optimizers), "geometry": list(geometries)},
+    )
+    ds = ds.expand_dims(model=[model_name])
+    ds.attrs["model_info"] = loaded.info.attrs()
+    return ds
+
+
+def measure_quantities(models: list[str], contexts: list[str],
+                       options: QuantityOptions = QuantityOptions(), dtype: str = "float32",
+                       device: str = "cpu", progress: bool = False) -> xr.Dataset:
+    """The quantities Dataset of several models (dims model, context, mode,
+    optimizer, geometry), labelled and with provenance."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(models) * len(contexts) * len(options.modes), disable=not progress,
+               unit="context-mode", desc="quantities")
+    parts, infos = [], {}
+    try:
+        for name in models:
+            part = measure_model(name, contexts, options, dtype=dtype, device=device, bar=bar)
+            infos[name] = part.attrs.pop("model_info")
+            parts.append(part)
+    finally:
+        bar.close()
+    ds = xr.concat(parts, dim="model")
+    ds.attrs = {SCHEMA_ATTR: q.SCHEMA,
+                **provenance("torch", "transformers", "peft", "scipy"),
+                **options_attrs("quantities", options), "dtype": dtype, "device": device,
+                "models_json": json.dumps(infos, default=str)}
+    for name in ("model", "context", "mode", "optimizer", "geometry"):
+        ds[name].attrs["long_name"] = name
+    return q.label(ds)

@@ -1,0 +1,131 @@
+"""Quantities at initialisation, against known answers and direct computations."""
+
+import numpy as np
+import pytest
+import torch
+
+from phantom_theory import quantities as q
+from runner.models import load_model
+from runner.quantities import (
+    QuantityOptions,
+    margin_growth,
+    measure_quantities,
+    top_hessian_eigenvalue,
+)
+from runner.train import RunOptions, last_logits, wrap_lora
+
+
+@pytest.fixture(scope="module")
+def lora_rank1():
+    """tiny-gpt2 under LoRA of rank 1: 512 trainable parameters, small enough for an
+    exact dense Hessian."""
+    model = load_model("tiny-gpt2", dtype="float64").model
+    torch.manual_seed(0)
+    model, _ = wrap_lora(model, RunOptions(mode="lora", lora_rank=1))
+    with torch.no_grad():   # B = 0 at init makes half the Hessian vanish; move off it
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    ids = torch.tensor([[5, 6, 7, 8]])
+    target = torch.tensor([9])
+
+    def loss_fn():
+        return torch.nn.functional.cross_entropy(last_logits(model, ids)[0][None], target)
+
+    return model, params, ids, loss_fn
+
+
+def dense_hessian(loss_fn, params):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    n = sum(p.numel() for p in params)
+    with sdpa_kernel(SDPBackend.MATH):
+        grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        rows = [torch.cat([h.reshape(-1) for h in torch.autograd.grad(flat[i], params,
+                                                                      retain_graph=True)])
+                for i in range(n)]
+    return torch.stack(rows).numpy()
+
+
+@pytest.mark.parametrize("method", ["lanczos", "power"])
+def test_lambda0_matches_the_dense_hessian(lora_rank1, method):
+    _, params, _, loss_fn = lora_rank1
+    exact = np.linalg.eigvalsh(dense_hessian(loss_fn, params)).max()
+    value, calls = top_hessian_eigenvalue(loss_fn, params, method, tol=1e-8, max_iter=2000)
+    assert value == pytest.approx(exact, rel=1e-4)
+    if method == "lanczos":   # far fewer Hessian-vector products than the dimension
+        assert calls < sum(p.numel() for p in params) / 4
+
+
+def test_sgd_g0_is_the_margin_growth_of_a_small_gd_step(lora_rank1):
+    model, params, ids, loss_fn = lora_rank1
+    c, k, eta = 9, 10, 1e-6
+    m0, g_sgd, _ = margin_growth(model, params, ids, c, k)
+    grads = torch.autograd.grad(loss_fn(), params)
+    with torch.no_grad():
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(eta * g)
+        logits = last_logits(model, ids)[0]
+        for p, g in zip(params, grads, strict=True):
+            p.add_(eta * g)
+    assert (float(logits[c] - logits[k]) - m0) / eta == pytest.approx(g_sgd, rel=1e-4)
+
+
+def test_adam_g0_is_the_margin_growth_of_a_small_first_adam_step(lora_rank1):
+    model, params, ids, loss_fn = lora_rank1
+    c, k, eta = 9, 10, 1e-7
+    m0, _, g_adam = margin_growth(model, params, ids, c, k)
+    saved = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=eta, weight_decay=0.0)
+    loss_fn().backward()
+    optimizer.step()
+    with torch.no_grad():
+        logits = last_logits(model, ids)[0]
+        for p, s in zip(params, saved, strict=True):
+            p.copy_(s)
+    assert (float(logits[c] - logits[k]) - m0) / eta == pytest.approx(g_adam, rel=1e-3)
+
+
+def test_bulk_anisotropy_is_one_for_isotropic_rows_and_large_for_a_shared_direction():
+    rng = np.random.default_rng(0)
+    isotropic = rng.normal(size=(4000, 32))
+    shared = isotropic / np.linalg.norm(isotropic, axis=1, keepdims=True) + 2.0 * np.eye(32)[0]
+    assert q.bulk_anisotropy(isotropic, 0, 1)[0] == pytest.approx(1.0, abs=0.1)
+    assert q.bulk_anisotropy(shared, 0, 1)[0] > 10
+
+
+def test_leak_fraction_counts_bulk_rows_past_the_correct_row():
+    U = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -0.2], [0.0, -1.0], [-1.0, 0.0]])
+    # w = (1, -1)/sqrt 2: c projects to 0.707; rows 2 (0.849) and 3 (0.707) tie or pass.
+    assert q.leak_fraction(U, 0, 1) == pytest.approx(1 / 3)
+
+
+def test_embedding_statistics_of_known_matrices():
+    rng = np.random.default_rng(1)
+    a = 0.6
+    direction = np.eye(16)[0]
+    noise = rng.normal(size=(3000, 16))
+    noise -= np.outer(noise @ direction, direction)
+    rows = a * direction + np.sqrt(1 - a**2) * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    stats = q.embedding_statistics(rows, sample=1000)
+    assert stats["mean_cosine"] == pytest.approx(a**2, abs=0.02)
+    rank_one = np.outer(rng.normal(size=500), rng.normal(size=8))
+    assert q.embedding_statistics(rank_one)["effective_rank"] == pytest.approx(1.0, abs=0.05)
+    assert q.embedding_statistics(rank_one)["top_pc_share"] == pytest.approx(1.0)
+
+
+def test_the_quantities_dataset_is_labelled_and_traceable():
+    ds = measure_quantities(["tiny-neox"], ["start-begin"],
+                            QuantityOptions(modes=("lora",), optimizers=("sgd",)))
+    assert ds.G0.dims == ("model", "context", "mode", "optimizer")
+    assert ds.lambda0.sel(mode="lora").item() > 0
+    for name in ("m0", "G0", "lambda0", "b_c", "leak_fraction", "mean_cosine"):
+        assert ds[name].attrs["long_name"] and ds[name].attrs["units"] == "1"
+    for key in ("git_commit", "torch_version", "quantities_hessian_method", "models_json"):
+        assert key in ds.attrs
+
+
+def test_reduced_lr_of_the_linear_theory_is_one():
+    assert q.reduced_lr(eta=0.01, steps=100, G0=2.0, m0=-2.0) == pytest.approx(1.0)
