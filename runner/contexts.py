@@ -58,17 +58,42 @@ def read_contexts(path) -> list[Context]:
     return contexts
 
 
+SELECTED = "selected"
+
+
 def load_contexts(paths=None) -> dict[str, Context]:
-    """All contexts of the pool (data/contexts/*.toml), or of the given files, by id."""
+    """All contexts by id: the pool (data/contexts/*.toml) and the per-model
+    selections (data/contexts/selected/*.toml), or those of the given files. A
+    selection repeats pool contexts or reverses them (under the reversed id); an
+    id defined two different ways is an error."""
     if paths is None:
-        paths = sorted((data_dir() / "contexts").glob("*.toml"))
+        root = data_dir() / "contexts"
+        paths = [*sorted(root.glob("*.toml")), *sorted((root / SELECTED).glob("*.toml"))]
     contexts: dict[str, Context] = {}
     for path in paths:
         for context in read_contexts(path):
-            if context.id in contexts:
-                raise PhantomError(f"context id {context.id!r} appears twice ({path})")
+            known = contexts.get(context.id)
+            if known is not None:
+                if (known.sentence, known.correct, known.competitor) != (
+                        context.sentence, context.correct, context.competitor):
+                    raise PhantomError(f"context id {context.id!r} is defined twice, "
+                                       f"differently ({known.source} and {path.name})")
+                continue
             contexts[context.id] = context
     return contexts
+
+
+def selected_path(model: str) -> Path:
+    return data_dir() / "contexts" / SELECTED / f"{model.replace('/', '--')}.toml"
+
+
+def selected_contexts(model: str) -> list[str]:
+    """The context ids selected for ``model`` (data/contexts/selected/MODEL.toml)."""
+    path = selected_path(model)
+    if not path.is_file():
+        raise PhantomError(f"no contexts are selected for {model!r} ({path} is missing); run "
+                           f"`phantom contexts select {model}`")
+    return [c.id for c in read_contexts(path)]
 
 
 def get_context(context_id: str, contexts: dict[str, Context] | None = None) -> Context:

@@ -113,10 +113,15 @@ def _from_pretrained(location: str, revision: str | None, dtype: torch.dtype, na
 
 
 def resolve(name: str) -> tuple[str, str]:
-    """(source, location) of a model name: built-in, a local directory, a model in
-    ../shared/models, a known short name, or a hub id of the form org/name."""
+    """(source, location) of a model name: built-in, a registry model pulled from
+    PyPI, a local directory, a model in ../shared/models, a known short name, or a
+    hub id of the form org/name."""
+    from .registry import CONVERTED, REGISTRY, entry_dir
+
     if name in TINY_MODELS:
         return "builtin", name
+    if name in REGISTRY:
+        return "registry", str(entry_dir(name) / CONVERTED)
     if Path(name).expanduser().is_dir():
         return "local", str(Path(name).expanduser().resolve())
     if (SHARED_MODELS / name).is_dir():
@@ -127,17 +132,42 @@ def resolve(name: str) -> tuple[str, str]:
         return "hub", name
     raise PhantomError(
         f"unknown model {name!r}; choose a built-in model ({', '.join(TINY_MODELS)}), "
-        f"a known one ({', '.join(KNOWN_HUB_MODELS)}), a hub id such as org/name, "
+        f"a registry model ({', '.join(REGISTRY)}; `phantom models list`), "
+        f"a known hub model ({', '.join(KNOWN_HUB_MODELS)}), a hub id such as org/name, "
         "or a local model directory"
     )
 
 
+def retie_to_readout(model) -> None:
+    """Make the input embedding the readout matrix itself (one tensor, tied)."""
+    model.get_input_embeddings().weight = model.get_output_embeddings().weight
+    model.config.tie_word_embeddings = True
+
+
 def load_model(name: str, revision: str | None = None, dtype: str = "float32",
-               device: str = "cpu") -> LoadedModel:
-    """Load ``name`` for fine-tuning, in eval mode (dropout off) on ``device``."""
+               device: str = "cpu", tie: str = "auto") -> LoadedModel:
+    """Load ``name`` for fine-tuning, in eval mode (dropout off) on ``device``.
+
+    ``tie`` matters for registry models stored untied although their source is
+    tied: "readout" ties the input embedding to the readout copy, "stored" keeps
+    the two copies, "auto" takes the registry's default."""
+    from .registry import REGISTRY, TIE_MODES, cached_metadata, provenance_of
+
+    if tie not in TIE_MODES:
+        raise PhantomError(f"tie must be one of {TIE_MODES}, not {tie!r}")
     torch_dtype = _dtype(dtype)
     source, location = resolve(name)
-    if source == "builtin":
+    if source == "registry":
+        if revision not in (None, "registry"):
+            raise PhantomError(f"registry model {name!r} has no revisions; drop --revision")
+        meta = cached_metadata(name)   # a clear error when it was never pulled
+        model, tokenizer = _from_pretrained(location, None, torch_dtype, name)
+        tie = REGISTRY[name].default_tie if tie == "auto" else tie
+        if tie == "readout" and not is_tied(model):
+            retie_to_readout(model)
+        info = _info(name, source, location, f"gguf-sha256:{meta['gguf_sha256_verified'][:16]}",
+                     model, provenance_of(name, tie))
+    elif source == "builtin":
         if revision not in (None, "builtin"):
             raise PhantomError(f"built-in model {name!r} has no revisions; drop --revision")
         model, tokenizer, digest = build_tiny(name)

@@ -51,6 +51,7 @@ class QuantityOptions:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     eps: float = 1e-8
+    tie: str = "auto"
 
     def __post_init__(self):
         if self.hessian_method not in ("auto", "lanczos", "power"):
@@ -156,7 +157,7 @@ def _trainable(loaded, mode: str, options: QuantityOptions, model_name: str):
 def measure_model(model_name: str, contexts: list[str], options: QuantityOptions = QuantityOptions(),
                   revision=None, dtype: str = "float32", device: str = "cpu", bar=None) -> xr.Dataset:
     """The quantities of one model on the given contexts."""
-    loaded = load_model(model_name, revision, dtype, device)
+    loaded = load_model(model_name, revision, dtype, device, options.tie)
     U = MATRICES["readout"](loaded.model).detach().float().cpu().numpy()
     per_context = {name: [] for name in ("m0", "p_correct0", "p_competitor0", "overlap_ck",
                                          "distinguishability", "b_c", "b_k", "leak_fraction")}

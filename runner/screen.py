@@ -3,6 +3,10 @@ one does the base model prefer, and how close are their readout rows."""
 
 from __future__ import annotations
 
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 import xarray as xr
@@ -72,3 +76,84 @@ def screen_table(ds: xr.Dataset) -> str:
             f"{r['rank_correct']:>6d} {r['rank_competitor']:>6d} {r['margin']:>+7.3f} "
             f"{'yes' if r['competitor_ahead'] else 'no':>7s} {r['overlap_ck']:>6.3f}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    """How ``select_contexts`` chooses: both words single tokens; the target is the
+    word the base model ranks lower; the margin |m0| lies in [min_margin,
+    max_margin] logits (below: as good as flipped; above: hopeless) and the
+    preferred word ranks within max_rank; then the n closest to target_margin
+    (in log |m0|)."""
+
+    n: int = 10
+    target_margin: float = 1.5
+    min_margin: float = 0.25
+    max_margin: float = 8.0
+    max_rank: int = 100
+
+
+def select_contexts(screened: xr.Dataset, contexts: dict, options: SelectOptions = SelectOptions()):
+    """Rows of the oriented selection, best first."""
+    rows = []
+    for i, cid in enumerate(screened.context.values):
+        r = {name: screened[name].values[i] for name in screened.data_vars}
+        if not r["single_token"] or not np.isfinite(r["margin"]) or r["margin"] == 0:
+            continue
+        reverse = r["margin"] > 0
+        context = contexts[str(cid)]
+        target, competitor = ((context.competitor, context.correct) if reverse
+                              else (context.correct, context.competitor))
+        margin = -abs(float(r["margin"]))
+        rank_target, rank_competitor = ((r["rank_competitor"], r["rank_correct"]) if reverse
+                                        else (r["rank_correct"], r["rank_competitor"]))
+        p_target, p_competitor = ((r["p_competitor"], r["p_correct"]) if reverse
+                                  else (r["p_correct"], r["p_competitor"]))
+        if not options.min_margin <= -margin <= options.max_margin:
+            continue
+        if rank_competitor > options.max_rank:
+            continue
+        rows.append({"id": f"{target}-{competitor}", "sentence": context.sentence,
+                     "correct": target, "competitor": competitor, "pool_id": str(cid),
+                     "reversed": bool(reverse), "rank_correct": int(rank_target),
+                     "rank_competitor": int(rank_competitor), "margin": round(margin, 4),
+                     "overlap_ck": round(float(r["overlap_ck"]), 4),
+                     "p_correct": float(p_target), "p_competitor": float(p_competitor),
+                     "score": abs(np.log(-margin / options.target_margin))})
+    rows.sort(key=lambda row: row["score"])
+    return rows[:options.n]
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def write_selection(rows: list[dict], model_info, options: SelectOptions, path: Path,
+                    n_screened: int) -> Path:
+    """Write the selection as TOML: a [selection] table of how it was made, then one
+    [[context]] per chosen context with its orientation, ranks, margin and S_ck."""
+    from phantom_theory.provenance import git_commit
+
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    lines = [f"# Contexts selected for {model_info.name} by `phantom contexts select`.",
+             "# The target (correct) is the word the base model ranks lower; `reversed` marks",
+             "# a pair oriented against the pool's own order. Do not edit by hand: re-select.",
+             "", "[selection]",
+             f"model = {_toml_value(model_info.name)}",
+             f"model_revision = {_toml_value(model_info.revision)}",
+             f"created = {_toml_value(created)}",
+             f"git_commit = {_toml_value(git_commit())}",
+             f"screened = {n_screened}",
+             *(f"{k} = {_toml_value(v)}" for k, v in asdict(options).items())]
+    for row in rows:
+        lines += ["", "[[context]]",
+                  *(f"{k} = {_toml_value(v)}" for k, v in row.items() if k != "score")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path

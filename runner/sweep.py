@@ -66,6 +66,7 @@ class SweepSpec:
     outcome: OutcomeOptions = OutcomeOptions()
     jumps: JumpOptions = JumpOptions()
     slots: int = 32                               # most runs in one batch
+    model_contexts: dict = field(default_factory=dict)   # per-model contexts, if any
 
     def __post_init__(self):
         for name in ("models", "contexts", "modes", "optimizers", "seeds"):
@@ -82,9 +83,12 @@ class SweepSpec:
         return dict(model=model or self.models[0], context=self.contexts[0], mode=self.modes[0],
                     optimizer=self.optimizers[0], steps=self.steps, **self.run)
 
+    def contexts_of(self, model: str) -> tuple[str, ...]:
+        return tuple(self.model_contexts.get(model, self.contexts))
+
     def groups(self) -> list[tuple]:
         return [(m, c, mo, o, s) for m in self.models for mo in self.modes
-                for o in self.optimizers for c in self.contexts for s in self.seeds]
+                for o in self.optimizers for c in self.contexts_of(m) for s in self.seeds]
 
     def run_options(self, group: tuple, lr: float) -> RunOptions:
         fields_ = dict(zip(GROUP_FIELDS, group, strict=True))
@@ -99,6 +103,7 @@ class SweepSpec:
     @classmethod
     def from_json(cls, text: str) -> SweepSpec:
         data = json.loads(text)
+        data["model_contexts"] = {m: tuple(ids) for m, ids in data.get("model_contexts", {}).items()}
         return cls(**{**data, "search": _options(SearchOptions, data["search"], "lr"),
                       "outcome": _options(OutcomeOptions, data["outcome"], "outcome"),
                       "jumps": _options(JumpOptions, data["jumps"], "jumps"),
@@ -116,7 +121,7 @@ def load_spec(path) -> SweepSpec:
     except tomllib.TOMLDecodeError as error:
         raise PhantomError(f"{path} is not valid TOML: {error}") from None
     allowed = {"name", "models", "contexts", "modes", "optimizers", "seeds", "steps", "lr",
-               "run", "outcome", "jumps", "slots"}
+               "run", "outcome", "jumps", "slots", "selected_count"}
     unknown = set(table) - allowed
     if unknown:
         raise PhantomError(f"unknown key(s) {sorted(unknown)} in {path}; allowed: "
@@ -130,17 +135,29 @@ def load_spec(path) -> SweepSpec:
         raise PhantomError(f"[run] in {path} may not set {sorted(clash)}; they belong to the "
                            "sweep's top level")
     contexts = table["contexts"]
+    model_contexts = {}
     if contexts == "all":
         from .contexts import load_contexts
 
         contexts = list(load_contexts())
+    elif contexts == "selected":
+        # Each model's own oriented selection (data/contexts/selected/MODEL.toml),
+        # best first; selected_count keeps the first few.
+        from .contexts import selected_contexts
+
+        count = table.get("selected_count")
+        model_contexts = {m: tuple(selected_contexts(m)[:count]) for m in table["models"]}
+        contexts = sorted({c for ids in model_contexts.values() for c in ids})
+    elif not isinstance(contexts, list):
+        raise PhantomError(f"contexts in {path} must be a list of ids, \"all\" or \"selected\"")
     lists = {k: tuple(table[k]) for k in ("models", "modes", "optimizers", "seeds") if k in table}
     return SweepSpec(
         name=table.get("name", path.stem), contexts=tuple(contexts), run=run,
         steps=int(table.get("steps", 100)), slots=int(table.get("slots", 32)),
         search=_options(SearchOptions, table.get("lr", {}), "lr"),
         outcome=_options(OutcomeOptions, table.get("outcome", {}), "outcome"),
-        jumps=_options(JumpOptions, table.get("jumps", {}), "jumps"), **lists)
+        jumps=_options(JumpOptions, table.get("jumps", {}), "jumps"),
+        model_contexts=model_contexts, **lists)
 
 
 def _safe(name: str) -> str:
@@ -277,7 +294,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
         # One padded length for the whole search keeps every batch's shapes, and
         # so its arithmetic, the same however the runs happen to be grouped.
         length = max(len(model_input_ids(loaded.tokenizer, get_context(context).sentence))
-                     for context in spec.contexts)
+                     for context in spec.contexts_of(keys[0][0]))
         BatchedEngine(template, loaded, spec.slots, spec.outcome, spec.jumps,
                       length=length).run(next_request, on_finish)
     elif engine == "sequential":
@@ -308,7 +325,7 @@ def _local(spec, store, bar, engine):
         template = spec.run_options(keys[0], 1.0)
         if model not in loaded:
             loaded = {model: load_model(model, template.revision, template.dtype,
-                                        template.device)}   # one model in memory at a time
+                                        template.device, template.tie)}   # one at a time
             infos[model] = loaded[model].info.attrs()
         r, s = search_batch(spec, store, keys, loaded[model], engine, bar)
         records += r
@@ -327,7 +344,8 @@ def _ray_task(spec_json: str, root: str, keys: list, engine: str):
 
     spec = SweepSpec.from_json(spec_json)
     template = spec.run_options(keys[0], 1.0)
-    loaded = load_model(keys[0][0], template.revision, template.dtype, template.device)
+    loaded = load_model(keys[0][0], template.revision, template.dtype, template.device,
+                        template.tie)
     store = SweepStore(root, spec, check=False)
     records, summaries = search_batch(spec, store, [tuple(k) for k in keys], loaded, engine)
     return records, summaries, loaded.info.attrs()

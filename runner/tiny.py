@@ -3,7 +3,7 @@
 ``tiny-gpt2`` (tied embeddings, GPT-2) and ``tiny-neox`` (untied, GPT-NeoX) are
 real Hugging Face configurations and model classes, built in memory in well under a
 second with no network. Their tokenizer is word level over every word of the
-context pool (data/contexts/*.toml) plus filler "bulk" tokens. Their readout is
+core contexts (data/contexts/core.toml) plus filler "bulk" tokens. Their readout is
 planted: for every context the competitor's row sits at overlap 0.80-0.95 with
 the correct word's row, and the base model puts the competitor ahead by a
 moderate margin. tiny-gpt2's bulk shares one direction (an anisotropic bulk, as
@@ -209,6 +209,11 @@ def weights_digest(model) -> str:
     return digest.hexdigest()
 
 
+# The tiny models' vocabulary and planted pairs come from these files of the pool,
+# so that growing the pool for real models leaves the tiny models as they are.
+TINY_CONTEXT_FILES = ("core.toml",)
+
+
 @functools.cache
 def _built(name: str, contexts: tuple[Context, ...]):
     spec = TINY_MODELS[name]
@@ -223,5 +228,9 @@ def _built(name: str, contexts: tuple[Context, ...]):
 
 def build_tiny(name: str):
     """A fresh copy of the built-in tiny model ``name``: (model, tokenizer, digest)."""
-    model, tokenizer, digest = _built(name, tuple(load_contexts().values()))
+    from .contexts import data_dir
+
+    files = [data_dir() / "contexts" / f for f in TINY_CONTEXT_FILES]
+    contexts = load_contexts([f for f in files if f.is_file()])
+    model, tokenizer, digest = _built(name, tuple(contexts.values()))
     return copy.deepcopy(model), tokenizer, digest

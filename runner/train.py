@@ -69,6 +69,7 @@ class RunOptions:
     eps: float = 1e-8
     dropout: bool = False
     hash_interval: int = 1             # under LoRA, hash E and U every this many steps
+    tie: str = "auto"                  # registry models stored untied: "stored" or "readout"
 
     def __post_init__(self):
         checks = [
@@ -142,7 +143,8 @@ def train_step(model, input_ids, target, optimizer, instrument, step: int) -> bo
 def prepare(options: RunOptions, loaded: LoadedModel | None = None):
     """Load (or copy) the model, tokenize the context and wrap for the mode."""
     if loaded is None:
-        loaded = load_model(options.model, options.revision, options.dtype, options.device)
+        loaded = load_model(options.model, options.revision, options.dtype, options.device,
+                            options.tie)
     else:
         loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.info)
     context = tokenize_context(loaded.tokenizer, get_context(options.context), options.model)

@@ -66,11 +66,11 @@ def test_a_multi_token_word_names_its_tokens(capsys, tmp_path, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree("data/contexts", data / "contexts")
     (data / "contexts" / "extra.toml").write_text(
-        '[[context]]\nid = "pride-esteem"\nsentence = "She had very low"\n'
-        'correct = "pride"\ncompetitor = "self-esteem"\n')
+        '[[context]]\nid = "shame-deep-sense"\nsentence = "She felt a"\n'
+        'correct = "shame"\ncompetitor = "deep sense"\n')
     monkeypatch.setenv("PHANTOM_DATA", str(data))
-    fails(capsys, ["run", "--context", "pride-esteem", "--out", str(tmp_path / "a.nc")],
-          "'self-esteem' is 3 tokens", "'▁self', '-', 'esteem'")
+    fails(capsys, ["run", "--context", "shame-deep-sense", "--out", str(tmp_path / "a.nc")],
+          "'deep sense' is 2 tokens", "['▁deep', '▁sense']")
 
 
 def test_an_output_in_a_missing_folder(capsys, tmp_path):
