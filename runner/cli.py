@@ -62,9 +62,14 @@ def cmd_plot(args):
 
 
 def cmd_contexts_list(args):
-    from .contexts import load_contexts
+    from .contexts import load_contexts, selected_contexts
 
-    for context in load_contexts().values():
+    pool = load_contexts()
+    ids = selected_contexts(args.selected) if args.selected else list(pool)
+    for context in (pool[i] for i in ids):
+        if args.ids:
+            print(context.id)
+            continue
         print(f"{context.id:18s} {context.correct:>10s} vs {context.competitor:<11s} "
               f"\"{context.sentence}\"  [{context.source}]")
 
@@ -263,7 +268,10 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
-    q = sub.add_parser("list", help="list the context pool")
+    q = sub.add_parser("list", help="list the context pool, or a model's selection")
+    q.add_argument("--selected", metavar="MODEL", default=None,
+                   help="only MODEL's selected contexts, best first")
+    q.add_argument("--ids", action="store_true", help="print the ids alone, one per line")
     q.set_defaults(func=cmd_contexts_list)
     q = sub.add_parser("check", help="token checks, base ranks and S_ck for a model")
     q.add_argument("model")

@@ -119,6 +119,16 @@ def test_contexts_check_reports_ranks_and_overlaps(capsys):
     assert "shame-guilt" in out and "S_ck" in out
 
 
+def test_contexts_list_shows_a_models_selection_in_order(capsys):
+    from runner.contexts import read_contexts, selected_path
+
+    assert main(["contexts", "list", "--selected", "gemma3-270m", "--ids"]) == 0
+    ids = capsys.readouterr().out.split()
+    assert ids == [c.id for c in read_contexts(selected_path("gemma3-270m"))]
+    fails(capsys, ["contexts", "list", "--selected", "no-such-model"],
+          "phantom contexts select no-such-model")
+
+
 TINY_SWEEP = """
 models = ["tiny-gpt2"]
 contexts = ["start-begin"]
