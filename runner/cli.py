@@ -79,13 +79,19 @@ def cmd_contexts_check(args):
     from .models import load_model
     from .screen import screen_contexts, screen_table
 
+    from .tiny import TINY_MODELS, tiny_contexts
+
     pool = load_contexts()
-    chosen = [get_context(c, pool) for c in args.contexts] if args.contexts else list(pool.values())
+    if args.contexts:
+        chosen = [get_context(c, pool) for c in args.contexts]
+    else:   # a tiny model knows only the contexts it was built on
+        chosen = list((tiny_contexts() if args.model in TINY_MODELS else pool).values())
     ds = screen_contexts(load_model(args.model, args.revision, device=args.device), chosen)
     print(screen_table(ds))
     bad = [str(c) for c in ds.context.values[~ds.single_token.values.astype(bool)]]
     if bad:
-        raise PhantomError(f"{len(bad)} context(s) have a multi-token word with {args.model}: "
+        raise PhantomError(f"{len(bad)} context(s) have a multi-token or unknown word with "
+                           f"{args.model}: "
                            f"{', '.join(bad)}")
 
 
@@ -275,7 +281,8 @@ def build_parser() -> Parser:
     q.set_defaults(func=cmd_contexts_list)
     q = sub.add_parser("check", help="token checks, base ranks and S_ck for a model")
     q.add_argument("model")
-    q.add_argument("--contexts", nargs="*", help="context ids (default: all)")
+    q.add_argument("--contexts", nargs="*",
+                   help="context ids (default: the pool; a tiny model's own contexts)")
     q.add_argument("--revision", default=None)
     q.add_argument("--device", default="cpu")
     q.set_defaults(func=cmd_contexts_check)

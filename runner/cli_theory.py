@@ -66,7 +66,8 @@ def cmd_quantities(args):
     if args.spec:
         spec = load_spec(args.spec)
         models = models or list(spec.models)
-        contexts = contexts or list(spec.contexts)
+        # each model's own contexts (a real model's selection), unless named
+        contexts = contexts or {m: list(spec.contexts_of(m)) for m in models}
     if not models:
         raise PhantomError("name at least one model, or a sweep spec with --spec")
     contexts = contexts or list(load_contexts())

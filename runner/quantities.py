@@ -210,26 +210,30 @@ def measure_model(model_name: str, contexts: list[str], options: QuantityOptions
     return ds
 
 
-def measure_quantities(models: list[str], contexts: list[str],
+def measure_quantities(models: list[str], contexts: list[str] | dict[str, list[str]],
                        options: QuantityOptions = QuantityOptions(), dtype: str = "float32",
                        device: str = "cpu", progress: bool = False) -> xr.Dataset:
     """The quantities Dataset of several models (dims model, context, mode,
-    optimizer, geometry), labelled and with provenance."""
+    optimizer, geometry), labelled and with provenance. ``contexts`` is one list for
+    every model, or each model's own list (a real model's selection); a context a
+    model does not use is NaN in its row."""
     import json
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(models) * len(contexts) * len(options.modes), disable=not progress,
-               unit="context-mode", desc="quantities")
+    per_model = contexts if isinstance(contexts, dict) else dict.fromkeys(models, contexts)
+    bar = tqdm(total=sum(len(per_model[m]) for m in models) * len(options.modes),
+               disable=not progress, unit="context-mode", desc="quantities")
     parts, infos = [], {}
     try:
         for name in models:
-            part = measure_model(name, contexts, options, dtype=dtype, device=device, bar=bar)
+            part = measure_model(name, list(per_model[name]), options, dtype=dtype,
+                                 device=device, bar=bar)
             infos[name] = part.attrs.pop("model_info")
             parts.append(part)
     finally:
         bar.close()
-    ds = xr.concat(parts, dim="model")
+    ds = xr.concat(parts, dim="model", join="outer")
     ds.attrs = {SCHEMA_ATTR: q.SCHEMA,
                 **provenance("torch", "transformers", "peft", "scipy"),
                 **options_attrs("quantities", options), "dtype": dtype, "device": device,

@@ -31,7 +31,10 @@ def screen_contexts(loaded: LoadedModel, contexts: list[Context]) -> xr.Dataset:
         row = {"id": context.id, "correct": context.correct, "competitor": context.competitor,
                "correct_tokens": describe_tokens(tokenizer, pieces["correct"]),
                "competitor_tokens": describe_tokens(tokenizer, pieces["competitor"]),
-               "single_token": all(len(p) == 1 for p in pieces.values())}
+               "in_vocabulary": not any(tokenizer.unk_token_id is not None
+                                        and tokenizer.unk_token_id in p for p in pieces.values())}
+        # A word the tokenizer maps to its unknown token is no usable single token.
+        row["single_token"] = row["in_vocabulary"] and all(len(p) == 1 for p in pieces.values())
         row.update(rank_correct=-1, rank_competitor=-1, margin=np.nan, overlap_ck=np.nan,
                    p_correct=np.nan, p_competitor=np.nan)
         if row["single_token"] and pieces["correct"] != pieces["competitor"]:
@@ -66,6 +69,10 @@ def screen_table(ds: xr.Dataset) -> str:
     lines = [f"model {ds.attrs['model']} ({ds.attrs['model_revision']})", header]
     for i, cid in enumerate(ds.context.values):
         r = {name: ds[name].values[i] for name in ds.data_vars}
+        if not r["in_vocabulary"]:
+            lines.append(f"{cid:18s} {r['correct']:>10s} {r['competitor']:>11s} {'no':>7s}  "
+                         f"not in the vocabulary (a word maps to the unknown token)")
+            continue
         if not r["single_token"]:
             lines.append(f"{cid:18s} {r['correct']:>10s} {r['competitor']:>11s} {'no':>7s}  "
                          f"multi-token: {r['correct']!r} -> {r['correct_tokens']}, "

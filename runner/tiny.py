@@ -226,11 +226,15 @@ def _built(name: str, contexts: tuple[Context, ...]):
     return model, tokenizer, weights_digest(model)
 
 
-def build_tiny(name: str):
-    """A fresh copy of the built-in tiny model ``name``: (model, tokenizer, digest)."""
+def tiny_contexts() -> dict[str, Context]:
+    """The contexts the tiny models are built on (their vocabulary and planted pairs)."""
     from .contexts import data_dir
 
     files = [data_dir() / "contexts" / f for f in TINY_CONTEXT_FILES]
-    contexts = load_contexts([f for f in files if f.is_file()])
-    model, tokenizer, digest = _built(name, tuple(contexts.values()))
+    return load_contexts([f for f in files if f.is_file()])
+
+
+def build_tiny(name: str):
+    """A fresh copy of the built-in tiny model ``name``: (model, tokenizer, digest)."""
+    model, tokenizer, digest = _built(name, tuple(tiny_contexts().values()))
     return copy.deepcopy(model), tokenizer, digest

@@ -129,3 +129,17 @@ def test_the_quantities_dataset_is_labelled_and_traceable():
 
 def test_reduced_lr_of_the_linear_theory_is_one():
     assert q.reduced_lr(eta=0.01, steps=100, G0=2.0, m0=-2.0) == pytest.approx(1.0)
+
+
+def test_each_model_may_have_its_own_contexts():
+    """A real model's selection differs per model: the rows it does not use are NaN,
+    and the ones it uses equal a measurement of that model alone."""
+    options = QuantityOptions(modes=("lora",), optimizers=("sgd",))
+    ds = measure_quantities(["tiny-neox", "tiny-gpt2"],
+                            {"tiny-neox": ["start-begin"], "tiny-gpt2": ["big-large"]}, options)
+    assert sorted(ds.context.values) == ["big-large", "start-begin"]
+    assert np.isnan(ds.G0.sel(model="tiny-neox", context="big-large")).all()
+    assert np.isnan(ds.G0.sel(model="tiny-gpt2", context="start-begin")).all()
+    alone = measure_quantities(["tiny-gpt2"], ["big-large"], options)
+    np.testing.assert_array_equal(ds.m0.sel(model="tiny-gpt2", context="big-large").values,
+                                  alone.m0.sel(model="tiny-gpt2", context="big-large").values)

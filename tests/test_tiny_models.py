@@ -2,10 +2,9 @@
 
 import pytest
 
-from runner.contexts import load_contexts
 from runner.models import input_embedding, is_tied, load_model, readout_matrix
 from runner.screen import screen_contexts
-from runner.tiny import _built, build_tiny
+from runner.tiny import _built, build_tiny, tiny_contexts
 
 MODELS = ["tiny-gpt2", "tiny-neox"]
 
@@ -13,7 +12,7 @@ MODELS = ["tiny-gpt2", "tiny-neox"]
 @pytest.fixture(scope="module", params=MODELS)
 def screened(request):
     loaded = load_model(request.param)
-    return loaded, screen_contexts(loaded, list(load_contexts().values()))
+    return loaded, screen_contexts(loaded, list(tiny_contexts().values()))
 
 
 def test_tiny_gpt2_is_tied_and_tiny_neox_is_not():
@@ -57,3 +56,18 @@ def test_accessors_return_the_embedding_and_readout_matrices():
     assert input_embedding(model) is model.gpt_neox.embed_in.weight
     assert readout_matrix(model) is model.get_output_embeddings().weight
     assert readout_matrix(model) is not input_embedding(model)
+
+
+def test_a_pool_word_outside_the_tiny_vocabulary_is_not_a_single_token():
+    """Pool contexts the tiny models were not built on map to <unk>: screening must
+    say so instead of counting them as single-token pairs."""
+    from runner.contexts import load_contexts
+    from runner.screen import screen_table
+
+    pool = load_contexts()
+    outside = [c for cid, c in pool.items() if cid not in tiny_contexts()]
+    loaded = load_model("tiny-gpt2")
+    ds = screen_contexts(loaded, outside[:5])
+    unknown = ~ds.in_vocabulary
+    assert unknown.any() and not ds.single_token.values[unknown.values].any()
+    assert "not in the vocabulary" in screen_table(ds)
