@@ -78,7 +78,6 @@ def cmd_contexts_check(args):
     from .contexts import get_context, load_contexts
     from .models import load_model
     from .screen import screen_contexts, screen_table
-
     from .tiny import TINY_MODELS, tiny_contexts
 
     pool = load_contexts()
