@@ -32,8 +32,10 @@ def fmt(value, digits=3):
 
 
 def eta_table(sweep) -> list[str]:
-    lines = ["| model | mode | optimizer | η_c (geometric mean) | gsd | resolved | η_max (geometric mean) | runs |",
-             "|---|---|---|---|---|---|---|---|"]
+    with_max = bool(int(sweep.eta_max_arch_n.sum()))    # not searched: leave the column out
+    lines = ["| model | mode | optimizer | η_c (geometric mean) | gsd | resolved | "
+             + ("η_max (geometric mean) | " if with_max else "") + "runs |",
+             "|---|---|---|---|---|---|" + ("---|" if with_max else "") + "---|"]
     for model, mode, optimizer in itertools.product(sweep.model.values, sweep.mode.values,
                                                     sweep.optimizer.values):
         row = sweep.sel(model=model, mode=mode, optimizer=optimizer)
@@ -43,7 +45,8 @@ def eta_table(sweep) -> list[str]:
                     & (sweep.run_optimizer == optimizer)).sum())
         lines.append(f"| {model} | {mode} | {optimizer} | {fmt(float(row.eta_c_arch))} | "
                      f"{fmt(float(row.eta_c_arch_gsd))} | {int(row.eta_c_arch_n)}/{int(row.n_groups)} | "
-                     f"{fmt(float(row.eta_max_arch))} ({int(row.eta_max_arch_n)}) | {runs} |")
+                     + (f"{fmt(float(row.eta_max_arch))} ({int(row.eta_max_arch_n)}) | " if with_max else "")
+                     + f"{runs} |")
     return lines
 
 
@@ -133,7 +136,36 @@ def main(root: str) -> None:
             row = comparison.sel(theory=t)
             out.append(f"| {t} | {float(row.elpd_loao):.2f} | {float(row.elpd_loao_se):.2f} | "
                        f"{float(row.stacking_loao):.2f} | {'yes' if bool(row.fits_passed) else 'no'} |")
+        out += ["", *power_lines(theory)]
     print("\n".join(out))
+
+
+def power_lines(theory: Path) -> list[str]:
+    """What the fits can say with this few architectures: the posterior of the
+    between-architecture scale against its HalfNormal(1) prior, and how wide the
+    blind predictions are."""
+    import xarray as xr
+
+    lines = ["### How much three architectures can say", "",
+             "| theory | parameter | prior median, 94% interval | posterior median | posterior 94% HDI |",
+             "|---|---|---|---|---|"]
+    prior = (0.674, 0.0, 1.88)    # HalfNormal(1): median, and the 94% highest-density interval
+    for path in sorted((theory / "fits").glob("*.nc")):
+        posterior = xr.load_dataset(path, group="posterior", engine="netcdf4")
+        for name in ("tau", "tau_gamma", "sigma"):
+            if name not in posterior:
+                continue
+            draws = np.sort(posterior[name].values.ravel())
+            n = len(draws)
+            width = int(np.ceil(0.94 * n))
+            i = int(np.argmin(draws[width - 1:] - draws[:n - width + 1]))
+            lines.append(f"| {path.stem} | {name} | {prior[0]:.2f}, [{prior[1]:.2f}, {prior[2]:.2f}] | "
+                         f"{np.median(draws):.3g} | [{draws[i]:.3g}, {draws[i + width - 1]:.3g}] |")
+    scores = scores_from_dataset(open_scores(theory / "scores.nc"))
+    lines += ["", "| theory | held out | 94% HDI spans a factor of |", "|---|---|---|"]
+    for s in scores:
+        lines.append(f"| {s['theory']} | {s['held_out']} | {s['hdi_high'] / s['hdi_low']:.3g} |")
+    return lines
 
 
 if __name__ == "__main__":

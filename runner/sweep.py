@@ -160,6 +160,13 @@ def load_spec(path) -> SweepSpec:
         model_contexts=model_contexts, **lists)
 
 
+# Spec fields whose change leaves every run's definition as it was: a sweep folder
+# with such a change is extended (its runs reused), not refused. A change to steps,
+# run, outcome or jumps redefines the runs themselves.
+REUSABLE_CHANGES = {"name", "models", "contexts", "model_contexts", "modes", "optimizers",
+                    "seeds", "search", "slots"}
+
+
 def _safe(name: str) -> str:
     return name.replace("/", "--")
 
@@ -179,16 +186,20 @@ class SweepStore:
             raise PhantomError(f"{self.root} exists and is not a folder")
         if spec_path.exists():
             same = spec_path.read_text() == self.spec.to_json()
-            if not same and not overwrite:
-                old = json.loads(spec_path.read_text())
-                new = json.loads(self.spec.to_json())
-                changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            old = json.loads(spec_path.read_text())
+            new = json.loads(self.spec.to_json())
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if not same and not overwrite and not set(changed) <= REUSABLE_CHANGES:
                 raise PhantomError(
                     f"{self.root} holds a sweep with a different spec (it differs in "
                     f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
                     "discard its runs")
-            if not same:
+            if not same and overwrite:
                 shutil.rmtree(self.root / "runs", ignore_errors=True)
+            if not same:
+                # A change that leaves every run's definition alone (the bracket, the
+                # tolerance, the groups) keeps the runs that the new spec still has.
+                self._prune()
                 (self.root / SWEEP_NAME).unlink(missing_ok=True)
         elif self.root.exists() and any(self.root.iterdir()) and not overwrite:
             raise PhantomError(f"{self.root} is not empty and holds no sweep spec; choose an "
@@ -199,6 +210,14 @@ class SweepStore:
         os.replace(tmp, self.root / SPEC_NAME)
         for stale in self.root.glob("runs/**/.*.tmp"):   # left by a killed writer
             stale.unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        """Delete the run files of groups that the spec no longer has."""
+        keep = {self.path(group, 1.0).parent / self.path(group, 1.0).name.rsplit("-lr", 1)[0]
+                for group in self.spec.groups()}
+        for path in self.root.glob("runs/*/*/*.nc"):
+            if path.parent / path.name.rsplit("-lr", 1)[0] not in keep:
+                path.unlink()
 
     def path(self, group: tuple, lr: float) -> Path:
         model, context, mode, optimizer, seed = group

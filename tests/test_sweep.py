@@ -127,6 +127,25 @@ def test_a_changed_spec_in_the_same_folder_is_refused(small_sweep):
         run_sweep(dataclasses.replace(spec, steps=21), root)
 
 
+def test_a_finer_search_or_more_groups_reuse_the_finished_runs(tmp_path):
+    """Changing the search or the groups, not the runs, extends the sweep: every
+    finished run is reused untouched, and a dropped group's runs are removed."""
+    spec = load_spec(write_spec(tmp_path))
+    narrow = dataclasses.replace(spec, contexts=("shame-guilt",))
+    first = run_sweep(narrow, tmp_path / "out")
+    out = tmp_path / "out"
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/**/*.nc")}
+    finer = dataclasses.replace(spec, search=dataclasses.replace(spec.search, tolerance=0.02))
+    ds = run_sweep(finer, out)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert set(first.run_file.values.tolist()) < set(ds.run_file.values.tolist())
+    assert set(ds.context.values) == set(spec.contexts)
+    back = run_sweep(dataclasses.replace(finer, contexts=("shame-guilt",)), out)
+    assert not list(out.glob("runs/*/start-begin/*.nc"))
+    assert set(back.run_file.values.tolist()) <= {
+        str(p.relative_to(out)) for p in out.glob("runs/**/*.nc")}
+
+
 def test_overwrite_discards_a_sweep_with_another_spec(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     narrow = dataclasses.replace(spec, contexts=("shame-guilt",))
