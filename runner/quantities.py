@@ -31,6 +31,10 @@ from .models import load_model
 from .train import RunOptions, last_logits, wrap_lora
 
 LANCZOS_MAX_PARAMETERS = 2_000_000
+# Power iteration keeps its vectors in float64 up to this many parameters and in
+# the parameters' own dtype above: a float64 vector of a 0.5B model is 4 GB, and
+# the iteration holds several (a 2-core, 24 GB machine ran out of memory on Qwen).
+FLOAT64_POWER_MAX_PARAMETERS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ def margin_growth(model, params, input_ids, c: int, k: int, eps: float = 1e-8):
 
 
 def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1e-4,
-                           max_iter: int = 200, seed: int = 0) -> tuple[float, int]:
+                           max_iter: int = 200, seed: int = 0,
+                           power_dtype: torch.dtype | None = None) -> tuple[float, int]:
     """(lambda_max, Hessian-vector products used) of the loss over ``params``.
 
     ``loss_fn()`` recomputes the loss. Lanczos finds the largest algebraic
@@ -99,8 +104,10 @@ def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1
     """
     n = sum(p.numel() for p in params)
     calls = 0
+    if power_dtype is None:
+        power_dtype = torch.float64 if n <= FLOAT64_POWER_MAX_PARAMETERS else params[0].dtype
 
-    def hvp(vector: torch.Tensor) -> torch.Tensor:
+    def hvp(vector: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
         nonlocal calls
         calls += 1
         # The fused attention kernels have no double backward; the math kernel has.
@@ -109,7 +116,7 @@ def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1
             grads = torch.autograd.grad(loss, params, create_graph=True)
             product = torch.autograd.grad(grads, params,
                                           _unflat(vector.to(params[0].dtype), params))
-        return _flat(product).double()
+        return _flat(product).to(dtype)
 
     device = params[0].device
     generator = torch.Generator().manual_seed(seed)
@@ -122,11 +129,13 @@ def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1
         return float(value), calls
 
     def power(shift: float) -> float:
-        v = torch.randn(n, generator=generator, dtype=torch.float64).to(device)
+        v = torch.randn(n, generator=generator, dtype=torch.float64).to(power_dtype).to(device)
         v /= v.norm()
         value = 0.0
         for _ in range(max_iter):
-            w = hvp(v) - shift * v
+            w = hvp(v, power_dtype)
+            if shift:
+                w.sub_(v, alpha=shift)
             new = float(v @ w)
             v = w / w.norm()
             if abs(new - value) <= tol * abs(new):

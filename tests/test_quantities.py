@@ -59,6 +59,16 @@ def test_lambda0_matches_the_dense_hessian(lora_rank1, method):
         assert calls < sum(p.numel() for p in params) / 4
 
 
+def test_power_iteration_in_float32_agrees_with_float64(lora_rank1):
+    """Large models iterate in their own dtype (memory); the eigenvalue must agree
+    with the float64 iteration to well within the tolerances used for them."""
+    _, params, _, loss_fn = lora_rank1
+    exact, _ = top_hessian_eigenvalue(loss_fn, params, "power", tol=1e-8, max_iter=2000)
+    single, _ = top_hessian_eigenvalue(loss_fn, params, "power", tol=1e-5, max_iter=2000,
+                                       power_dtype=torch.float32)
+    assert single == pytest.approx(exact, rel=1e-3)
+
+
 def test_sgd_g0_is_the_margin_growth_of_a_small_gd_step(lora_rank1):
     model, params, ids, loss_fn = lora_rank1
     c, k, eta = 9, 10, 1e-6
