@@ -147,11 +147,15 @@ def power_lines(theory: Path) -> list[str]:
     import xarray as xr
 
     lines = ["### How much three architectures can say", "",
-             "| theory | parameter | prior median, 94% interval | posterior median | posterior 94% HDI |",
-             "|---|---|---|---|---|"]
+             "| theory | parameter | prior median, 94% interval | posterior median | posterior 94% HDI | divergences, max r_hat |",
+             "|---|---|---|---|---|---|"]
     prior = (0.674, 0.0, 1.88)    # HalfNormal(1): median, and the 94% highest-density interval
     for path in sorted((theory / "fits").glob("*.nc")):
+        if path.stem == "sharpness":    # its scale has a normal-inverse-gamma prior
+            continue
         posterior = xr.load_dataset(path, group="posterior", engine="netcdf4")
+        diagnostics = (f"{int(posterior.attrs['diagnostics_divergences'])}, "
+                       f"{float(posterior.attrs['diagnostics_max_rhat']):.3f}")
         for name in ("tau", "tau_gamma", "sigma"):
             if name not in posterior:
                 continue
@@ -160,7 +164,8 @@ def power_lines(theory: Path) -> list[str]:
             width = int(np.ceil(0.94 * n))
             i = int(np.argmin(draws[width - 1:] - draws[:n - width + 1]))
             lines.append(f"| {path.stem} | {name} | {prior[0]:.2f}, [{prior[1]:.2f}, {prior[2]:.2f}] | "
-                         f"{np.median(draws):.3g} | [{draws[i]:.3g}, {draws[i + width - 1]:.3g}] |")
+                         f"{np.median(draws):.3g} | [{draws[i]:.3g}, {draws[i + width - 1]:.3g}] | "
+                         f"{diagnostics} |")
     scores = scores_from_dataset(open_scores(theory / "scores.nc"))
     lines += ["", "| theory | held out | 94% HDI spans a factor of |", "|---|---|---|"]
     for s in scores:
