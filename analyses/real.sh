@@ -5,7 +5,7 @@
 #   every architecture held out in turn; a thinned copy of the results in
 #   data/real/ (the sweep table, the runs that bracket each eta_c, the
 #   quantities, the theory results, the report).
-# Usage: analyses/real.sh [WORK_FOLDER]    (default: runs/real; about 1.5 hours on 2 CPU cores)
+# Usage: analyses/real.sh [WORK_FOLDER]    (default: runs/real; about an hour on 2 CPU cores: the sweep 45 min, the quantities 12 min)
 # The contexts come from data/contexts/selected/ (`phantom contexts select MODEL`).
 set -euo pipefail
 work="${1:-runs/real}"
