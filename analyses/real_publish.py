@@ -34,7 +34,7 @@ def bracketing_files(sweep) -> set[str]:
 
 def main(work: str, target: str) -> None:
     work, target = Path(work), Path(target)
-    sweep = open_sweep(work / "sweep" / "sweep.nc")
+    sweep = open_sweep(work / "sweep")
     (target / "sweep").mkdir(parents=True, exist_ok=True)
     for name in ("sweep.nc", "spec.json"):
         shutil.copy2(work / "sweep" / name, target / "sweep" / name)

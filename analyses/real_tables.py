@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phantom_theory.sweep import open_sweep
+from phantom_theory.theory.predict import hdi
 from phantom_theory.theory.results import (
     open_comparison,
     open_scores,
@@ -110,7 +111,7 @@ def cost_table(sweep, root: Path) -> list[str]:
 
 def main(root: str) -> None:
     root = Path(root)
-    sweep = open_sweep(root / "sweep" / "sweep.nc")
+    sweep = open_sweep(root / "sweep")
     out = ["### Critical learning rates", "", *eta_table(sweep), "",
            "### Outcomes of every evaluated run", "", *failure_table(sweep), "",
            "### Jumps in Φ and the phantom test", "", *jump_table(sweep, root / "sweep"), "",
@@ -136,11 +137,11 @@ def main(root: str) -> None:
             row = comparison.sel(theory=t)
             out.append(f"| {t} | {float(row.elpd_loao):.2f} | {float(row.elpd_loao_se):.2f} | "
                        f"{float(row.stacking_loao):.2f} | {'yes' if bool(row.fits_passed) else 'no'} |")
-        out += ["", *power_lines(theory)]
+        out += ["", *power_lines(theory, scores)]
     print("\n".join(out))
 
 
-def power_lines(theory: Path) -> list[str]:
+def power_lines(theory: Path, scores: list[dict]) -> list[str]:
     """What the fits can say with this few architectures: the posterior of the
     between-architecture scale against its HalfNormal(1) prior, and how wide the
     blind predictions are."""
@@ -159,14 +160,10 @@ def power_lines(theory: Path) -> list[str]:
         for name in ("tau", "tau_gamma", "sigma"):
             if name not in posterior:
                 continue
-            draws = np.sort(posterior[name].values.ravel())
-            n = len(draws)
-            width = int(np.ceil(0.94 * n))
-            i = int(np.argmin(draws[width - 1:] - draws[:n - width + 1]))
+            draws = posterior[name].values.ravel()
+            low, high = hdi(draws)
             lines.append(f"| {path.stem} | {name} | {prior[0]:.2f}, [{prior[1]:.2f}, {prior[2]:.2f}] | "
-                         f"{np.median(draws):.3g} | [{draws[i]:.3g}, {draws[i + width - 1]:.3g}] | "
-                         f"{diagnostics} |")
-    scores = scores_from_dataset(open_scores(theory / "scores.nc"))
+                         f"{np.median(draws):.3g} | [{low:.3g}, {high:.3g}] | {diagnostics} |")
     lines += ["", "| theory | held out | 94% HDI spans a factor of |", "|---|---|---|"]
     for s in scores:
         lines.append(f"| {s['theory']} | {s['held_out']} | {s['hdi_high'] / s['hdi_low']:.3g} |")

@@ -9,6 +9,7 @@ the architecture-level values sit on (model, mode, optimizer).
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -126,7 +127,11 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
 
 
 def open_sweep(path) -> xr.Dataset:
-    """Read a sweep Dataset written by ``phantom sweep`` (its sweep.nc)."""
+    """Read a sweep Dataset written by ``phantom sweep``: its sweep.nc, or the sweep
+    folder that holds it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "sweep.nc"
     return open_checked(path, SCHEMA, "sweep (sweep.nc from `phantom sweep`)")
 
 

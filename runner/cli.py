@@ -51,14 +51,27 @@ def cmd_show(args):
     print(run_summary(open_run(args.path)))
 
 
-def cmd_plot(args):
+def _save_plot(args, draw) -> None:
+    """Refuse an existing output before drawing, then draw() and save the figure."""
     from phantom_theory.io import check_output_path
-    from phantom_theory.plots import plot_trajectory, save_figure
-    from phantom_theory.trajectory import open_run
+    from phantom_theory.plots import save_figure
 
     check_output_path(args.output, args.overwrite)
-    save_figure(plot_trajectory(open_run(args.path)), args.output, args.overwrite)
+    save_figure(draw(), args.output, args.overwrite)
     print(f"saved {args.output}")
+
+
+def add_output_arguments(p, help=None) -> None:
+    """-o/--output and --overwrite, the same on every command that writes one file."""
+    p.add_argument("-o", "--output", required=True, help=help)
+    p.add_argument("--overwrite", action="store_true")
+
+
+def cmd_plot(args):
+    from phantom_theory.plots import plot_trajectory
+    from phantom_theory.trajectory import open_run
+
+    _save_plot(args, lambda: plot_trajectory(open_run(args.path)))
 
 
 def cmd_contexts_list(args):
@@ -106,28 +119,17 @@ def cmd_sweep(args):
     print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
 
 
-def _open_sweep_arg(path):
-    from pathlib import Path
-
-    from phantom_theory.sweep import open_sweep
-
-    path = Path(path)
-    return open_sweep(path / "sweep.nc" if path.is_dir() else path)
-
-
 def cmd_sweep_show(args):
-    from phantom_theory.sweep import sweep_table
+    from phantom_theory.sweep import open_sweep, sweep_table
 
-    print(sweep_table(_open_sweep_arg(args.path)))
+    print(sweep_table(open_sweep(args.path)))
 
 
 def cmd_plot_sweep(args):
-    from phantom_theory.io import check_output_path
-    from phantom_theory.plots import plot_sweep, save_figure
+    from phantom_theory.plots import plot_sweep
+    from phantom_theory.sweep import open_sweep
 
-    check_output_path(args.output, args.overwrite)
-    save_figure(plot_sweep(_open_sweep_arg(args.path)), args.output, args.overwrite)
-    print(f"saved {args.output}")
+    _save_plot(args, lambda: plot_sweep(open_sweep(args.path)))
 
 
 def cmd_contexts_select(args):
@@ -230,8 +232,7 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("plot", help="draw a run's trajectory to a PNG")
     p.add_argument("path")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .pdf, .svg)")
-    p.add_argument("--overwrite", action="store_true")
+    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
     p.set_defaults(func=cmd_plot)
 
     p = commands.add_parser("sweep", help="find eta_c (and eta_max) for every group of a spec")
@@ -253,8 +254,7 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("plot-sweep", help="draw outcome against lr for every group")
     p.add_argument("path", help="sweep folder or its sweep.nc")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
     p.set_defaults(func=cmd_plot_sweep)
 
     from .cli_theory import add_theory_commands

@@ -8,15 +8,9 @@ from pathlib import Path
 from phantom_theory.errors import PhantomError
 
 
-def _sweep(path):
-    from phantom_theory.sweep import open_sweep
-
-    path = Path(path)
-    return open_sweep(path / "sweep.nc" if path.is_dir() else path)
-
-
 def _table(args):
     from phantom_theory.quantities import open_quantities
+    from phantom_theory.sweep import open_sweep
     from phantom_theory.theory.table import TableOptions, theory_table
 
     if len(args.fit_on) != 2:
@@ -24,7 +18,7 @@ def _table(args):
                            "quantities file")
     sweep_path, quantities_path = args.fit_on
     options = TableOptions(mode=args.mode, optimizer=args.optimizer, quantity=args.quantity)
-    return theory_table(open_quantities(quantities_path), _sweep(sweep_path), options)
+    return theory_table(open_quantities(quantities_path), open_sweep(sweep_path), options)
 
 
 def _fit_options(args):
@@ -152,12 +146,13 @@ def cmd_predict(args):
 def cmd_score(args):
     import json
 
+    from phantom_theory.sweep import open_sweep
     from phantom_theory.theory.predict import calibration_table, open_prediction, score
     from phantom_theory.theory.table import TableOptions, measured
 
     prediction = open_prediction(args.prediction)
     options = TableOptions(**json.loads(prediction.attrs["table_options_json"]))
-    sweep = _sweep(args.sweep)
+    sweep = open_sweep(args.sweep)
     held_out = prediction.attrs["held_out"]
     if held_out not in sweep.model.values:
         raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
@@ -224,6 +219,8 @@ def cmd_report(args):
 def add_theory_commands(commands) -> None:
     from phantom_theory.theory.compare import DEFAULT_THEORIES
     from phantom_theory.theory.theories import THEORIES
+
+    from .cli import add_output_arguments
 
     p = commands.add_parser("quantities", help="measure m0, G0, lambda0, b and more at init")
     p.add_argument("models", nargs="*", help="model names (or take them from --spec)")
@@ -294,6 +291,5 @@ def add_theory_commands(commands) -> None:
 
     p = commands.add_parser("report", help="one self-contained HTML report of a results folder")
     p.add_argument("results", help="folder holding sweeps, quantities and theory results")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    add_output_arguments(p, help="the HTML file")
     p.set_defaults(func=cmd_report)

@@ -166,7 +166,7 @@ def load_model(name: str, revision: str | None = None, dtype: str = "float32",
         if tie == "readout" and not is_tied(model):
             retie_to_readout(model)
         info = _info(name, source, location, f"gguf-sha256:{meta['gguf_sha256_verified'][:16]}",
-                     model, provenance_of(name, tie))
+                     model, provenance_of(meta, tie))
     elif source == "builtin":
         if revision not in (None, "builtin"):
             raise PhantomError(f"built-in model {name!r} has no revisions; drop --revision")

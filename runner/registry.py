@@ -289,9 +289,9 @@ def pull(name: str, force: bool = False, progress: bool = False, downloader=down
     return final
 
 
-def provenance_of(name: str, tie: str) -> dict:
-    """The model attributes a dataset records for a registry model."""
-    meta = cached_metadata(name)
+def provenance_of(meta: dict, tie: str) -> dict:
+    """The model attributes a dataset records for a registry model, from its cached
+    metadata (``cached_metadata``)."""
     return {"registry_packages": ",".join(meta["packages"]),
             "gguf_file": meta["gguf_name"], "gguf_sha256": meta["gguf_sha256_verified"],
             "embedding_quantisation": meta["embedding_quantisation"],

@@ -125,6 +125,7 @@ def test_contexts_list_shows_a_models_selection_in_order(capsys):
     assert main(["contexts", "list", "--selected", "gemma3-270m", "--ids"]) == 0
     ids = capsys.readouterr().out.split()
     assert ids == [c.id for c in read_contexts(selected_path("gemma3-270m"))]
+    assert len(ids) == 10 and ids[:2] == ["upset-sad", "mistake-error"]   # the committed file
     fails(capsys, ["contexts", "list", "--selected", "no-such-model"],
           "phantom contexts select no-such-model")
 

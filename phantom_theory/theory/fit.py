@@ -13,8 +13,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from ..errors import PhantomError
 from .theories import THEORIES, FitData, Theory, choose_parameterization, fit_data
 
@@ -178,7 +176,3 @@ def fit_to_dataset(fit: Fit, table, options: FitOptions, attrs: dict):
             **{f"fit_{k}": v for k, v in asdict(options).items()}, **attrs}
     idata.posterior.attrs.update(meta)
     return idata
-
-
-def flat_posterior(posterior: dict) -> dict:
-    return {k: np.asarray(v).reshape(-1, *np.asarray(v).shape[2:]) for k, v in posterior.items()}

@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from ..errors import PhantomError
@@ -81,9 +80,3 @@ def open_scores(path):
 
 def scores_from_dataset(ds) -> list[dict]:
     return json.loads(ds.attrs["scores_json"])
-
-
-def jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -18,6 +18,7 @@ import xarray as xr
 
 from ..errors import PhantomError
 from ..provenance import options_attrs
+from ..quantities import reduced_lr, sharpness_number
 
 SCHEMA = "phantom-theory/theory-table/1"
 QUANTITIES = ("nu_c", "c_sharp")
@@ -91,14 +92,14 @@ def theory_table(quantities: xr.Dataset, sweep: xr.Dataset,
     m0 = q.m0
     with np.errstate(invalid="ignore", divide="ignore"):
         if options.quantity == "nu_c":
-            log_scale = np.log(steps * G0 / np.abs(m0))
+            log_scale = np.log(reduced_lr(1.0, steps, G0, m0))   # nu_c / eta_c
         else:
             log_scale = np.log(lambda0)
         log_b = 0.5 * (np.log(q.b_c) + np.log(q.b_k))
         columns = {
             "eta_c": eta_c, "eta_max": eta_max, "resolved": resolved.any("seed"),
             "m0": m0, "G0": G0, "lambda0": lambda0, "log_scale": log_scale,
-            "log_q": np.log(eta_c) + log_scale, "log_c_sharp": np.log(eta_c * lambda0),
+            "log_q": np.log(eta_c) + log_scale, "log_c_sharp": np.log(sharpness_number(eta_c, lambda0)),
             "log_lambda0": np.log(lambda0), "log_b": log_b,
             "lora_success": lora_success(sweep, options.optimizer),
         }
