@@ -116,6 +116,8 @@ def main(root: str) -> None:
            "### Outcomes of every evaluated run", "", *failure_table(sweep), "",
            "### Jumps in Φ and the phantom test", "", *jump_table(sweep, root / "sweep"), "",
            "### Measured cost per step", "", *cost_table(sweep, root / "sweep")]
+    if (root / "quantities.nc").exists():
+        out += ["", "### Reduced learning rate at η_c", "", *nu_lines(sweep, root / "quantities.nc")]
     theory = root / "theory"
     if (theory / "scores.nc").exists():
         scores = scores_from_dataset(open_scores(theory / "scores.nc"))
@@ -139,6 +141,30 @@ def main(root: str) -> None:
                        f"{float(row.stacking_loao):.2f} | {'yes' if bool(row.fits_passed) else 'no'} |")
         out += ["", *power_lines(theory, scores)]
     print("\n".join(out))
+
+
+def nu_lines(sweep, quantities_path: Path) -> list[str]:
+    """ν_c = η_c T G0 / |m0| and η_c λ0 / 2 per resolved group, from the quantities at
+    initialisation (the linear theory predicts ν_c = 1; the sharpness anchor, 1)."""
+    import xarray as xr
+
+    from phantom_theory.quantities import reduced_lr, sharpness_number
+
+    q = xr.open_dataset(quantities_path)
+    steps = float(sweep.attrs["run_steps"])
+    lines = ["| model | context | mode | optimizer | η_c | ν_c = η_c T G0 / \\|m0\\| | η_c λ0 / 2 |",
+             "|---|---|---|---|---|---|---|"]
+    for model, context, mode, optimizer in itertools.product(
+            sweep.model.values, sweep.context.values, sweep.mode.values, sweep.optimizer.values):
+        eta = float(np.exp(np.log(sweep.eta_c.sel(model=model, context=context, mode=mode,
+                                                  optimizer=optimizer)).mean("seed")))
+        if not np.isfinite(eta) or context not in q.context.values:
+            continue
+        row = q.sel(model=model, context=context, mode=mode, optimizer=optimizer)
+        nu = float(reduced_lr(eta, steps, row.G0, row.m0))
+        lines.append(f"| {model} | {context} | {mode} | {optimizer} | {eta:.3g} | {nu:.2f} | "
+                     f"{float(sharpness_number(eta, row.lambda0)) / 2:.3g} |")
+    return lines
 
 
 def power_lines(theory: Path, scores: list[dict]) -> list[str]:
