@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from phantom_theory.sweep import open_sweep
+from phantom_theory.theory.models import THEORIES
 from phantom_theory.theory.predict import hdi
 from phantom_theory.theory.results import (
     open_comparison,
@@ -178,7 +179,7 @@ def power_lines(theory: Path, scores: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     prior = (0.674, 0.0, 1.88)    # HalfNormal(1): median, and the 94% highest-density interval
     for path in sorted((theory / "fits").glob("*.nc")):
-        if path.stem == "sharpness":    # its scale has a normal-inverse-gamma prior
+        if not THEORIES[path.stem].sampled:    # its conjugate prior is not HalfNormal(1)
             continue
         posterior = xr.load_dataset(path, group="posterior", engine="netcdf4")
         diagnostics = (f"{int(posterior.attrs['diagnostics_divergences'])}, "

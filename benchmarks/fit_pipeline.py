@@ -22,8 +22,8 @@ import warnings
 
 from phantom_theory.theory.compare import evaluate
 from phantom_theory.theory.fit import FitOptions, TheoryFitter, diagnose
+from phantom_theory.theory.models import DEFAULT_THEORIES, fit_data
 from phantom_theory.theory.simulate import simulate_table
-from phantom_theory.theory.theories import fit_data
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("PYTENSOR_FLAGS", "compiledir=.cache/pytensor")
@@ -47,8 +47,7 @@ def main():
     options = FitOptions()
 
     started = time.perf_counter()
-    evaluation = evaluate(table, ("universal", "hier", "class", "sharpness"), options,
-                          workers=args.workers)
+    evaluation = evaluate(table, DEFAULT_THEORIES, options, workers=args.workers)
     pipeline = time.perf_counter() - started
     comparison = evaluation.comparison()
     passed = ", ".join(f"{t} {'passed' if p else 'FAILED'}" for t, p in

@@ -17,11 +17,11 @@ import time
 import warnings
 
 import torch
-
 from runner.audit import WeightHashes
 from runner.instrument import Instrument
-from runner.models import load_model
 from runner.train import RunOptions, make_optimizer, prepare, train_step
+
+from runner.models import load_model
 
 warnings.filterwarnings("ignore")
 
@@ -43,6 +43,8 @@ class Stepper:
         self.seconds = []
 
     def step(self, t: int) -> None:
+        """Take training step t, recording the weight hashes first when instrumented under
+        LoRA, and append its wall time in seconds to ``seconds``."""
         started = time.perf_counter()
         if self.hashes is not None:
             self.hashes.record(t)

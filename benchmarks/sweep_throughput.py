@@ -22,11 +22,11 @@ import warnings
 
 import numpy as np
 import torch
-
 from runner.batch import run_batched
+from runner.train import RunOptions, run
+
 from runner.contexts import load_contexts
 from runner.models import load_model
-from runner.train import RunOptions, run
 
 warnings.filterwarnings("ignore")
 

@@ -49,6 +49,7 @@ class SearchOptions:
             raise PhantomError(f"the bracket needs at least 2 grid points, not {self.grid_points}")
 
     def grid(self) -> list[float]:
+        """The grid_points log-spaced learning rates over [lo, hi], both ends included."""
         return [float(x) for x in np.geomspace(self.lo, self.hi, self.grid_points)]
 
 
@@ -62,11 +63,13 @@ class Bisection:
     tolerance: float
 
     def next_lr(self) -> float | None:
+        """The geometric midpoint to run next, or None once hi / lo - 1 <= tolerance."""
         if self.hi / self.lo - 1 <= self.tolerance:
             return None
         return math.sqrt(self.lo * self.hi)
 
     def observe(self, lr: float, value: bool) -> None:
+        """Move the end on ``value``'s side (True: the predicate holds) to ``lr``."""
         if value:
             self.hi = lr
         else:
@@ -75,12 +78,15 @@ class Bisection:
 
 @dataclass(frozen=True)
 class Observation:
+    """A finished run as a search sees it: its lr, whether it flipped, its outcome."""
+
     lr: float
     flipped: bool
     outcome: str
 
     @property
     def unstable(self) -> bool:
+        """The run ended unstable or diverged: past the stability edge."""
         return self.outcome in UNSTABLE
 
 
@@ -93,6 +99,7 @@ class Edge:
 
     @property
     def bounds(self) -> tuple[float, float]:
+        """The final bracket (lo, hi) of the edge, NaN when it was never bracketed."""
         if self.search is None:
             return math.nan, math.nan
         return self.search.lo, self.search.hi
@@ -132,10 +139,12 @@ class GroupSearch:
 
     @property
     def done(self) -> bool:
+        """Nothing is pending and no run is awaited."""
         return (self._grid_done and self._requested <= set(self.observations)
                 and all(lr in self._requested for lr in self._wanted()))
 
     def observe(self, observation: Observation) -> None:
+        """Take a finished run: after the grid, it narrows the bracket it falls in."""
         lr = observation.lr
         self.observations[lr] = observation
         if not self._grid_done:
@@ -189,6 +198,7 @@ class GroupSearch:
         return False
 
     def summary(self) -> dict:
+        """eta_c and eta_max with their brackets and statuses, and the run counts."""
         outcomes = [o.outcome for o in self.observations.values()]
         lo_c, hi_c = self.critical.bounds
         lo_m, hi_m = self.maximum.bounds

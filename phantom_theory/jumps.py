@@ -37,6 +37,9 @@ class JumpOptions:
 
 @dataclass(frozen=True)
 class Jump:
+    """One jump event: the merged increments start..end, their attribution and the
+    symmetry-breaking ratios of the pair geometry."""
+
     start: int              # first increment step t of the event (Phi_t -> Phi_{t+1})
     end: int                # last increment step of the event
     size: float             # Phi_{end+1} - Phi_start

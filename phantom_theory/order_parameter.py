@@ -44,11 +44,11 @@ def population_weights(s_c, s_k):
 
 
 def bulk_weights(U, pair):
-    """Population weights straight from the rows, without normalising all of U:
+    """Population weights straight from the rows, without normalising all of U.
 
         w_i = S_ci^2 - S_ki^2 = [(U_i.û_c)^2 - (U_i.û_k)^2] / |U_i|^2
 
-    in U's precision; ``pair`` holds the rows U_c, U_k (..., 2, d). The pair's own
+    computed in U's precision; ``pair`` holds the rows U_c, U_k (..., 2, d). The pair's own
     entries come out only approximately (1 - S_ck^2 up to rounding);
     ``exact_pair_weights`` sets them from a higher-precision S_ck.
     """
@@ -89,12 +89,12 @@ def order_parameter(p, weights):
 
 
 def signal(p, s_ck, c: int, k: int):
-    """sigma = (p_c - p_k)(1 - S_ck^2): the two pair terms of Phi."""
+    """Signal sigma = (p_c - p_k)(1 - S_ck^2): the two pair terms of Phi."""
     return (p[..., c] - p[..., k]) * (1 - s_ck * s_ck)
 
 
 def drag(p, weights, c: int, k: int):
-    """delta = sum_{i not in {c, k}} p_i (S_ci^2 - S_ki^2): the bulk's part of Phi."""
+    """Drag delta = sum_{i not in {c, k}} p_i (S_ci^2 - S_ki^2): the bulk's part of Phi."""
     return decompose(p, weights, None, c, k)[2]
 
 

@@ -40,6 +40,9 @@ class OutcomeOptions:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The outcome of one trajectory (one of ``OUTCOMES``) and the steps and drag
+    statistics that decided it."""
+
     outcome: str
     flipped: bool          # p_c > p_k at some step within T
     flip_step: int         # first such step, NO_STEP if none

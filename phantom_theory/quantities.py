@@ -13,27 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import open_checked, write_netcdf
 from .order_parameter import pair_overlaps
-
-SCHEMA = "phantom-theory/quantities/1"
-
-VARIABLES = {
-    "m0": ("1", "initial logit margin z_c - z_k"),
-    "p_correct0": ("1", "initial probability of c"),
-    "p_competitor0": ("1", "initial probability of k"),
-    "G0": ("1", "first-step margin growth per unit learning rate: <grad m, update direction>"),
-    "lambda0": ("1", "top eigenvalue of the loss Hessian over the trainable parameters"),
-    "lambda0_iterations": ("1", "Hessian-vector products used for lambda0"),
-    "overlap_ck": ("1", "pair overlap S_ck of normalised readout rows"),
-    "distinguishability": ("1", "pair distinguishability 1 - S_ck^2"),
-    "b_c": ("1", "bulk anisotropy of c: d * mean over the bulk of S_ci^2"),
-    "b_k": ("1", "bulk anisotropy of k: d * mean over the bulk of S_ki^2"),
-    "leak_fraction": ("1", "share of bulk tokens i with u_i.w > u_c.w, w = (U_c - U_k)/|U_c - U_k|"),
-    "mean_cosine": ("1", "mean pairwise cosine of a seeded sample of rows"),
-    "top_pc_share": ("1", "share of the rows' variance along the top principal component"),
-    "effective_rank": ("1", "effective rank exp(H(sigma / sum sigma)) of the centred rows"),
-}
+from .schema import label as label_dataset
+from .schema import open_dataset, write_dataset
 
 
 def bulk_anisotropy(U, c: int, k: int) -> tuple[float, float]:
@@ -59,7 +41,7 @@ def leak_fraction(U, c: int, k: int) -> float:
 
 
 def embedding_statistics(U, sample: int = 2048, seed: int = 0) -> dict[str, float]:
-    """Whole-matrix statistics of the rows of U (V x d):
+    """Whole-matrix statistics of the rows of U (V x d).
 
     mean_cosine: mean cosine over all pairs of a seeded sample of rows;
     top_pc_share: largest eigenvalue of the centred rows' covariance over its trace;
@@ -84,8 +66,8 @@ def embedding_statistics(U, sample: int = 2048, seed: int = 0) -> dict[str, floa
 
 
 def reduced_lr(eta, steps, G0, m0):
-    """nu = eta * T * G0 / |m0|: the learning rate in units of the linear theory's
-    flip (nu = 1 flips a linear margin in T steps)."""
+    """Reduced learning rate nu = eta * T * G0 / |m0|: the learning rate in units of the
+    linear theory's flip (nu = 1 flips a linear margin in T steps)."""
     return eta * steps * G0 / np.abs(m0)
 
 
@@ -96,17 +78,14 @@ def sharpness_number(eta, lambda0):
 
 def label(ds):
     """Attach units and long names to the quantities Dataset's variables."""
-    for name, var in ds.data_vars.items():
-        if name in VARIABLES:
-            units, long_name = VARIABLES[name]
-            var.attrs.update(units=units, long_name=long_name)
-    return ds
+    return label_dataset(ds, "quantities")
 
 
 def open_quantities(path):
     """Read a quantities Dataset written by ``phantom quantities``."""
-    return open_checked(path, SCHEMA, "quantities file (from `phantom quantities`)")
+    return open_dataset(path, "quantities")
 
 
 def write_quantities(ds, path, overwrite: bool = False):
-    return write_netcdf(ds, path, overwrite)
+    """Write a quantities Dataset atomically; refuses to replace a file unless ``overwrite``."""
+    return write_dataset(ds, path, "quantities", overwrite)

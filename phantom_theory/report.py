@@ -15,20 +15,16 @@ import io
 import itertools
 from pathlib import Path
 
-import xarray as xr
-
 from .errors import PhantomError
-from .io import SCHEMA_ATTR
 from .plots import plot_calibration, plot_classes, plot_levels, plot_sweep, plot_trajectory
 from .plots.common import plt
 from .provenance import provenance
-from .sweep import SCHEMA as SWEEP_SCHEMA
+from .schema import SCHEMAS, schema_of
 from .sweep import open_sweep, sweep_table
 from .theory.compare import comparison_table
+from .theory.models import get_theory
 from .theory.predict import calibration_table
 from .theory.results import (
-    COMPARISON_SCHEMA,
-    SCORES_SCHEMA,
     load_fit,
     open_comparison,
     open_scores,
@@ -36,8 +32,6 @@ from .theory.results import (
     scores_from_dataset,
 )
 from .theory.summaries import architecture_levels, class_membership
-from .theory.table import SCHEMA as TABLE_SCHEMA
-from .trajectory import SCHEMA as TRAJECTORY_SCHEMA
 from .trajectory import open_run, run_summary
 
 STYLE = """body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
@@ -60,14 +54,6 @@ def _figure(fig, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _schema(path: Path) -> str:
-    try:
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            return str(ds.attrs.get(SCHEMA_ATTR, ""))
-    except (OSError, ValueError):
-        return ""
-
-
 def discover(root: Path) -> dict:
     """Files under ``root`` by schema (run files of a sweep are skipped)."""
     found: dict[str, list[Path]] = {}
@@ -76,7 +62,7 @@ def discover(root: Path) -> dict:
             continue
         if "predictions" in path.parts:
             continue
-        found.setdefault(_schema(path), []).append(path)
+        found.setdefault(schema_of(path), []).append(path)
     fits = sorted(root.rglob("fits/*.nc"))
     return {**found, "fits": fits}
 
@@ -110,13 +96,13 @@ def build_report(root, title: str = "phantom-theory report") -> str:
         raise PhantomError(f"{root} is not a folder of results")
     found = discover(root)
     sections = []
-    for path in found.get(TRAJECTORY_SCHEMA, [])[:4]:
+    for path in found.get(SCHEMAS["trajectory"], [])[:4]:
         ds = open_run(path)
         sections.append(f"<h2>Run {html.escape(str(path.relative_to(root)))}</h2>"
                         f"<pre>{html.escape(run_summary(ds))}</pre>"
                         + _figure(plot_trajectory(ds), "loss, probabilities, Φ = σ + δ and "
                                   "the readout/geometry attribution; jumps shaded"))
-    for path in found.get(SWEEP_SCHEMA, []):
+    for path in found.get(SCHEMAS["sweep"], []):
         sweep = open_sweep(path)
         figures = []
         for label, below, above in _bracketing_runs(sweep, path.parent):
@@ -132,9 +118,9 @@ def build_report(root, title: str = "phantom-theory report") -> str:
             + (f"<h3>Trajectories bracketing η_c, with jumps shaded</h3><div class=grid>"
                f"{''.join(figures)}</div>" if figures else "")
             + f"<pre>{html.escape(sweep_table(sweep))}</pre>")
-    tables = found.get(TABLE_SCHEMA, [])
+    tables = found.get(SCHEMAS["theory-table"], [])
     table = open_table(tables[0]) if tables else None
-    for path in found.get(COMPARISON_SCHEMA, []):
+    for path in found.get(SCHEMAS["comparison"], []):
         sections.append("<h2>Theory comparison</h2><p class=note>PSIS-LOO over rows and exact "
                         "leave-one-architecture-out over architectures, on log η_c; stacking "
                         "weights for both.</p>"
@@ -142,16 +128,16 @@ def build_report(root, title: str = "phantom-theory report") -> str:
     if table is not None:
         for path in found["fits"]:
             fit = load_fit(path, table)
-            if fit.theory in ("hier", "class"):
+            if get_theory(fit.theory).has_levels:
                 sections.append(f"<h2>Architecture effects: {fit.theory}</h2>"
                                 f"<p class=note>{html.escape(fit.describe())}</p>"
                                 + _figure(plot_levels(architecture_levels(fit, table)),
                                           "forest plot of the architecture levels"))
-            if fit.theory == "class":
+            if get_theory(fit.theory).has_classes:
                 sections.append("<h2>Classes</h2>" + _figure(
                     plot_classes(class_membership(fit, table)),
                     "class probabilities and LoRA success per class"))
-    for path in found.get(SCORES_SCHEMA, []):
+    for path in found.get(SCHEMAS["scores"], []):
         scores = open_scores(path)
         sections.append("<h2>Blind predictions</h2><p class=note>Each architecture held out in "
                         "turn: the fit never saw its outcomes; its level is drawn from the "
@@ -171,16 +157,11 @@ def build_report(root, title: str = "phantom-theory report") -> str:
 
 
 def write_report(root, output, overwrite: bool = False) -> Path:
-    import os
+    """Write the HTML report of folder ``root`` to ``output`` and return its path."""
+    from .io import check_output_path, write_text
 
-    from .io import check_output_path
-
-    output = check_output_path(output, overwrite)
-    text = build_report(root)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
-    return output
+    output = check_output_path(output, overwrite)   # refuse before the work, not after
+    return write_text(output, build_report(root), overwrite)
 
 
 __all__ = ["build_report", "discover", "write_report"]

@@ -15,56 +15,18 @@ import numpy as np
 import xarray as xr
 
 from .critical_lr import geometric_summary
-from .io import SCHEMA_ATTR, open_checked, write_netcdf
-
-SCHEMA = "phantom-theory/sweep/1"
-GROUP_DIMS = ("model", "context", "mode", "optimizer", "seed")
-ARCH_DIMS = ("model", "mode", "optimizer")
-
-RUN_VARIABLES = {
-    "outcome": ("", "outcome of the run"),
-    "flipped": ("1", "c overtook k within T steps"),
-    "flip_step": ("1", "first step with p_c > p_k (-1: never)"),
-    "diverged_step": ("1", "first non-finite step (-1: never)"),
-    "loss_start": ("1", "loss at step 0 (nats)"),
-    "loss_end": ("1", "loss at the last finite step (nats)"),
-    "phi_start": ("1", "order parameter at step 0"),
-    "phi_end": ("1", "order parameter at the last finite step"),
-    "drag_change": ("1", "drag at the end minus drag at step 0"),
-    "n_jumps": ("1", "number of jumps in Phi"),
-    "n_phantom_jumps": ("1", "number of jumps judged phantoms"),
-    "file": ("", "trajectory file, relative to the sweep folder"),
-}
-GROUP_VARIABLES = {
-    "eta_c": ("1", "critical learning rate: geometric midpoint of the final bracket"),
-    "eta_c_lo": ("1", "largest evaluated lr that did not flip, below eta_c"),
-    "eta_c_hi": ("1", "smallest evaluated lr that flipped, above eta_c"),
-    "eta_c_status": ("", "resolved, below_bracket, above_bracket or undefined"),
-    "eta_max": ("1", "stability edge: smallest lr above eta_c ending unstable or diverged"),
-    "eta_max_lo": ("1", "lower end of the final eta_max bracket"),
-    "eta_max_hi": ("1", "upper end of the final eta_max bracket"),
-    "eta_max_status": ("", "resolved, below_bracket, above_bracket or undefined"),
-    "non_monotone": ("1", "a run below the stability edge failed to flip above a flip"),
-    "n_runs": ("1", "runs evaluated for the group"),
-    "n_diverged": ("1", "diverged runs in the group"),
-    "n_unstable": ("1", "unstable runs in the group"),
-}
-ARCH_VARIABLES = {
-    "eta_c_arch": ("1", "architecture critical lr: geometric mean over contexts and seeds"),
-    "eta_c_arch_gsd": ("1", "geometric standard deviation of eta_c over contexts and seeds"),
-    "eta_c_arch_min": ("1", "smallest resolved eta_c of the architecture"),
-    "eta_c_arch_max": ("1", "largest resolved eta_c of the architecture"),
-    "eta_c_arch_n": ("1", "number of resolved groups in the geometric mean"),
-    "eta_max_arch": ("1", "geometric mean of the resolved eta_max"),
-    "eta_max_arch_n": ("1", "number of resolved eta_max in the geometric mean"),
-    "n_groups": ("1", "groups of the architecture in the sweep"),
-}
-
-
-def _label(var: xr.DataArray, table: dict, name: str) -> xr.DataArray:
-    units, long_name = table[name]
-    var.attrs.update(long_name=long_name, **({"units": units} if units else {}))
-    return var
+from .schema import (
+    ARCH_DIMS,
+    ARCH_VARIABLES,
+    GROUP_DIMS,
+    GROUP_VARIABLES,
+    RUN_VARIABLES,
+    SCHEMA_ATTR,
+    SCHEMAS,
+    label,
+    open_dataset,
+    write_dataset,
+)
 
 
 def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.Dataset:
@@ -74,7 +36,7 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
     coords = {dim: sorted({key[i] for key in groups}) for i, dim in enumerate(GROUP_DIMS)}
     ds = xr.Dataset(coords={dim: (dim, np.array(values, dtype=object if dim != "seed" else int))
                             for dim, values in coords.items()},
-                    attrs={SCHEMA_ATTR: SCHEMA, **attrs})
+                    attrs={SCHEMA_ATTR: SCHEMAS["sweep"], **attrs})
     shape = tuple(len(coords[d]) for d in GROUP_DIMS)
     index = {key: tuple(coords[d].index(key[i]) for i, d in enumerate(GROUP_DIMS))
              for key in groups}
@@ -90,20 +52,17 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
             values = np.full(shape, np.nan)
         for key, summary in groups.items():
             values[index[key]] = summary[name]
-        ds[name] = _label(xr.DataArray(values, dims=GROUP_DIMS), GROUP_VARIABLES, name)
+        ds[name] = xr.DataArray(values, dims=GROUP_DIMS)
 
     run_coords = {d: ("run", np.array([r[d] for r in runs],
-                                      dtype=int if d == "seed" else object)) for d in GROUP_DIMS}
-    run_coords["lr"] = ("run", np.array([r["lr"] for r in runs], dtype=float))
+                                      dtype={"seed": int, "lr": float}.get(d, object)))
+                  for d in (*GROUP_DIMS, "lr")}
     run_table = xr.Dataset(coords={f"run_{k}": v for k, v in run_coords.items()})
     for name in RUN_VARIABLES:
         values = np.array([r[name] for r in runs],
                           dtype=object if name in ("outcome", "file") else None)
-        run_table[f"run_{name}"] = _label(xr.DataArray(values, dims="run"), RUN_VARIABLES, name)
+        run_table[f"run_{name}"] = xr.DataArray(values, dims="run")
     ds = ds.merge(run_table)
-    for dim in GROUP_DIMS:
-        ds[f"run_{dim}"].attrs["long_name"] = f"{dim} of the run"
-    ds["run_lr"].attrs.update(long_name="learning rate of the run", units="1")
 
     arch_shape = tuple(len(coords[d]) for d in ARCH_DIMS)
     arch = {name: np.full(arch_shape, np.nan) for name in ARCH_VARIABLES}
@@ -120,10 +79,8 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
         for name, value in values.items():
             arch[name][combo] = value
     for name, values in arch.items():
-        ds[name] = _label(xr.DataArray(values, dims=ARCH_DIMS), ARCH_VARIABLES, name)
-    for dim in GROUP_DIMS:
-        ds[dim].attrs["long_name"] = dim
-    return ds
+        ds[name] = xr.DataArray(values, dims=ARCH_DIMS)
+    return label(ds, "sweep")
 
 
 def open_sweep(path) -> xr.Dataset:
@@ -132,11 +89,12 @@ def open_sweep(path) -> xr.Dataset:
     path = Path(path)
     if path.is_dir():
         path = path / "sweep.nc"
-    return open_checked(path, SCHEMA, "sweep (sweep.nc from `phantom sweep`)")
+    return open_dataset(path, "sweep")
 
 
-def write_sweep(ds: xr.Dataset, path, overwrite: bool = True):
-    return write_netcdf(ds, path, overwrite)
+def write_sweep(ds: xr.Dataset, path, overwrite: bool = False):
+    """Write a sweep Dataset atomically; refuses to replace a file unless ``overwrite``."""
+    return write_dataset(ds, path, "sweep", overwrite)
 
 
 def _format_lr(value: float) -> str:

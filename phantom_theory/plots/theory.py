@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..theory.models import THEORIES
 from .common import COMPETITOR, CORRECT, PHI, SIGNAL, plt
 
-THEORY_COLORS = {"universal": "#8c510a", "hier": SIGNAL, "class": "#762a83",
-                 "sharpness": "#bf812d"}
+
+def theory_color(name: str) -> str:
+    """The colour a theory declares (PHI for one the registry does not know)."""
+    theory = THEORIES.get(name)
+    return theory.color if theory is not None and theory.color else PHI
 
 
 def plot_levels(levels):
@@ -71,7 +75,7 @@ def plot_calibration(scores):
         median = scores["median"].values[rows]
         ax.errorbar(measured, median, yerr=[median - scores["hdi_low"].values[rows],
                                             scores["hdi_high"].values[rows] - median],
-                    fmt="o", capsize=3, color=THEORY_COLORS.get(theory, PHI), label=theory)
+                    fmt="o", capsize=3, color=theory_color(theory), label=theory)
     first = scores["theory"].values == theories[0]
     ax.scatter(scores["measured"].values[first], scores["anchor"].values[first], marker="x",
                color=COMPETITOR, label="2 / λ0 (catapult anchor)", zorder=3)

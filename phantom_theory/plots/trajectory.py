@@ -8,6 +8,7 @@ from .common import COMPETITOR, CORRECT, DRAG, PHI, SIGNAL, plt
 
 
 def run_title(ds) -> str:
+    """One-line title of a run: model, context, mode, optimizer, lr and seed."""
     return (f"{ds.model.item()} · {ds.context.item()} · {ds.mode.item()} · "
             f"{ds.optimizer.item()} · lr {float(ds.lr):g} · seed {int(ds.seed)}")
 

@@ -18,11 +18,11 @@ import xarray as xr
 from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
+from ..schema import label
 from .fit import Fit, FitOptions, TheoryFitter
+from .models import DEFAULT_THEORIES, get_theory
 from .predict import predict_architecture
-from .theories import THEORIES
 
-DEFAULT_THEORIES = ("universal", "hier", "class", "sharpness")
 PARETO_K_HIGH = 0.7
 
 
@@ -30,7 +30,7 @@ def psis_loo(fit: Fit) -> dict:
     """PSIS-LOO of a fit on its rows: elpd, its standard error, p_loo, Pareto k."""
     import arviz as az
 
-    theory = THEORIES[fit.theory]
+    theory = get_theory(fit.theory)
     loglik = theory.pointwise_loglik(fit.flat(), fit.data)
     chains, draws = next(iter(fit.posterior.values())).shape[:2]
     idata = az.from_dict(posterior={"sigma": fit.posterior["sigma"]},
@@ -63,8 +63,9 @@ def stacking_weights(lpd: np.ndarray) -> np.ndarray:
 
 
 def _heldout_lpd(fit: Fit, table: xr.Dataset, held_out: str) -> float:
-    """log p(held-out rows | other architectures) = log mean_s p(rows | theta_s)."""
-    theory = THEORIES[fit.theory]
+    """Density of the held-out rows under a fit on the other architectures:
+    log p(rows | others) = log mean_s p(rows | theta_s)."""
+    theory = get_theory(fit.theory)
     arch = list(table.model.values).index(held_out)
     row = table.sel(model=held_out)
     observed = np.flatnonzero(row.observed.values & np.isfinite(row[theory.target].values))
@@ -97,6 +98,8 @@ class Evaluation:
     results: dict   # theory -> evaluate_theory's result
 
     def comparison(self) -> xr.Dataset:
+        """Per theory: PSIS-LOO elpd, LOAO elpd (se = sd of the fold lpds * sqrt(#folds)),
+        the fold lpds, stacking weights on both, and whether every fit passed the gate."""
         theories = list(self.results)
         held_out = list(next(iter(self.results.values()))["folds"])
         loo = [self.results[t]["loo"] for t in theories]
@@ -119,33 +122,23 @@ class Evaluation:
              "fits_passed": ("theory", passed),
              "sampler": ("theory", [self.results[t]["full"].sampler for t in theories])},
             coords={"theory": theories, "held_out": held_out})
-        labels = {"elpd_loo": "PSIS-LOO expected log predictive density",
-                  "elpd_loo_se": "standard error of elpd_loo",
-                  "p_loo": "effective number of parameters",
-                  "pareto_k_max": "largest Pareto k of the PSIS weights",
-                  "n_pareto_k_high": f"rows with Pareto k > {PARETO_K_HIGH}",
-                  "elpd_loao": "exact leave-one-architecture-out elpd",
-                  "elpd_loao_se": "standard error of elpd_loao over architectures",
-                  "lpd_loao": "log predictive density of the held-out architecture's rows",
-                  "stacking_loo": "stacking weight from the PSIS-LOO densities",
-                  "stacking_loao": "stacking weight from the LOAO densities",
-                  "fits_passed": "the full fit and every fold passed the diagnostics gate",
-                  "sampler": "sampler"}
-        for name, text in labels.items():
-            ds[name].attrs["long_name"] = text
+        label(ds, "comparison")
         return ds
 
     def predictions(self) -> dict[tuple[str, str], xr.Dataset]:
+        """The blind prediction of each (theory, held-out architecture) fold."""
         return {(t, h): fold["prediction"] for t, r in self.results.items()
                 for h, fold in r["folds"].items()}
 
     def fits(self) -> list[Fit]:
+        """Each theory's fit on every architecture."""
         out = []
         for result in self.results.values():
             out.append(result["full"])
         return out
 
     def fold_diagnostics(self) -> list[tuple[str, str, dict]]:
+        """(theory, held-out architecture, sampler diagnostics) of every LOAO fold."""
         return [(t, h, fold["diagnostics"]) for t, r in self.results.items()
                 for h, fold in r["folds"].items()]
 
@@ -154,11 +147,12 @@ def evaluate(table: xr.Dataset, theories=DEFAULT_THEORIES, options: FitOptions =
              workers: int = 2, attrs: dict | None = None) -> Evaluation:
     """Evaluate several theories, the sampled ones in parallel worker processes
     (each compiles its own model once and re-samples it for every fold)."""
-    sampled = [t for t in theories if THEORIES[t].sampled]
+    sampled = [t for t in theories if get_theory(t).sampled]
     results = {}
     if workers > 1 and len(sampled) > 1:
-        # The heaviest model first, so that it does not finish last alone.
-        order = sorted(sampled, key=lambda t: -len(THEORIES[t].diagnosed))
+        # The heaviest model (the most parameters) first, so that it does not
+        # finish last alone.
+        order = sorted(sampled, key=lambda t: -len(get_theory(t).parameters))
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(min(workers, len(order)),
                                                     mp_context=context) as pool:
@@ -171,6 +165,8 @@ def evaluate(table: xr.Dataset, theories=DEFAULT_THEORIES, options: FitOptions =
 
 
 def comparison_table(ds: xr.Dataset) -> str:
+    """The comparison Dataset as a text table, best LOAO elpd first, with each
+    theory's diagnostics gate and its count of rows with high Pareto k."""
     lines = [f"{'theory':10s} {'elpd_loo':>9s} {'se':>6s} {'p_loo':>6s} {'k_max':>6s} "
              f"{'elpd_loao':>10s} {'se':>6s} {'w_loo':>6s} {'w_loao':>7s}  gate"]
     order = np.argsort(-ds.elpd_loao.values)

@@ -18,12 +18,11 @@ import numpy as np
 import xarray as xr
 
 from ..errors import PhantomError
-from ..io import SCHEMA_ATTR, open_checked, write_netcdf
+from ..schema import SCHEMA_ATTR, SCHEMAS, label, open_dataset, write_dataset
 from .fit import Fit
-from .table import mask_outcomes  # noqa: F401  (part of this module's interface)
-from .theories import THEORIES
+from .models import THEORIES
 
-SCHEMA = "phantom-theory/prediction/1"
+SCHEMA = SCHEMAS["prediction"]
 HDI_PROB = 0.94
 
 
@@ -89,28 +88,19 @@ def predict_architecture(fit: Fit, table: xr.Dataset, held_out: str, seed: int =
                "table_options_json": table.attrs.get("table_options_json", ""),
                **(attrs or {})},
     )
-    for name, text in (("log_eta_c_draws", "posterior predictive draws of log eta_c"),
-                       ("eta_c_median", "predicted eta_c, median"),
-                       ("eta_c_hdi_low", "predicted eta_c, lower end of the HDI"),
-                       ("eta_c_hdi_high", "predicted eta_c, upper end of the HDI"),
-                       ("anchor_eta_c", "catapult anchor 2 / lambda0"),
-                       ("eta_c_arch_draws", "predictive draws of the architecture's eta_c"),
-                       ("eta_c_arch_median", "predicted architecture eta_c, median"),
-                       ("eta_c_arch_hdi_low", "predicted architecture eta_c, HDI low"),
-                       ("eta_c_arch_hdi_high", "predicted architecture eta_c, HDI high"),
-                       ("anchor_eta_c_arch", "2 / lambda0, geometric mean over contexts")):
-        ds[name].attrs = {"long_name": text, "units": "1"}
+    label(ds, "prediction")
     ds.attrs["prediction_sha256"] = prediction_digest(ds)
     return ds
 
 
 def write_prediction(ds, path, overwrite: bool = False):
-    return write_netcdf(ds, path, overwrite)
+    """Write a prediction atomically; refuses to replace a file unless ``overwrite``."""
+    return write_dataset(ds, path, "prediction", overwrite)
 
 
 def open_prediction(path) -> xr.Dataset:
     """Read a prediction and check that its content still matches its hash."""
-    ds = open_checked(path, SCHEMA, "prediction (from `phantom predict`)")
+    ds = open_dataset(path, "prediction")
     if prediction_digest(ds) != ds.attrs.get("prediction_sha256"):
         raise PhantomError(f"{path} does not match its recorded SHA-256: the prediction was "
                            "changed after it was written")
@@ -157,6 +147,9 @@ def score(prediction: xr.Dataset, measured_eta_c: xr.DataArray, measured_eta_max
 
 
 def calibration_table(scores: list[dict]) -> str:
+    """The scores as a text table, one row per fold (measured and median eta_c, HDI,
+    relative error, coverage, the 2/lambda0 anchor and its error), then per theory the
+    HDI coverage and the median relative errors."""
     lines = [f"{'theory':10s} {'held out':14s} {'measured':>10s} {'median':>10s} "
              f"{'94% HDI':>23s} {'rel.err':>8s} {'covers':>6s} {'2/lambda0':>10s} {'rel.err':>8s}"]
     for s in scores:
@@ -180,6 +173,8 @@ def calibration_table(scores: list[dict]) -> str:
 
 
 def scores_dataset(scores: list[dict]) -> xr.Dataset:
+    """The scores as a Dataset over ``fold``, with theory and held_out as coordinates
+    and the list itself kept as JSON in the ``scores_json`` attribute."""
     keys = [k for k in scores[0] if k not in ("theory", "held_out")]
     return xr.Dataset({k: ("fold", np.array([s.get(k, np.nan) for s in scores])) for k in keys},
                       coords={"theory": ("fold", [s["theory"] for s in scores]),

@@ -1,4 +1,6 @@
-"""The folder a theory evaluation writes (``phantom loao --out DIR``) and reads back:
+"""The folder a theory evaluation writes (``phantom loao --out DIR``) and reads back.
+
+Its files, relative to DIR:
 
     table.nc                      the tidy table the theories were fitted to
     comparison.nc                 PSIS-LOO and LOAO ELPD, stacking weights, the gate
@@ -11,33 +13,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import xarray as xr
 
 from ..errors import PhantomError
-from ..io import SCHEMA_ATTR, open_checked, write_netcdf
+from ..io import atomic_write
+from ..schema import KIND_OF_SCHEMA, SCHEMA_ATTR, SCHEMAS, open_dataset
+from ..schema import write_dataset as write_kind
 from .fit import Fit, FitOptions, fit_to_dataset
-from .table import SCHEMA as TABLE_SCHEMA
-from .theories import THEORIES, fit_data
+from .models import THEORIES, fit_data
 
-COMPARISON_SCHEMA = "phantom-theory/comparison/1"
-SCORES_SCHEMA = "phantom-theory/scores/1"
-FIT_SCHEMA = "phantom-theory/fit/1"
+COMPARISON_SCHEMA = SCHEMAS["comparison"]
+SCORES_SCHEMA = SCHEMAS["scores"]
+FIT_SCHEMA = SCHEMAS["fit"]
 
 
-def write_fit(fit: Fit, table, options: FitOptions, attrs: dict, path) -> Path:
-    """The fit as ArviZ InferenceData in netCDF, written atomically."""
-    path = Path(path)
+def write_fit(fit: Fit, table, options: FitOptions, attrs: dict, path,
+              overwrite: bool = False) -> Path:
+    """The fit as ArviZ InferenceData in netCDF, written atomically; refuses to
+    replace a file unless ``overwrite``."""
     idata = fit_to_dataset(fit, table, options, attrs)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_write(path, overwrite) as tmp:
         idata.to_netcdf(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_fit(path, table) -> Fit:
@@ -60,23 +59,26 @@ def load_fit(path, table) -> Fit:
                float(attrs.get("seconds", 0.0)), data)
 
 
-def write_dataset(ds, path, schema: str):
-    ds = ds.copy()
-    ds.attrs[SCHEMA_ATTR] = schema
-    return write_netcdf(ds, path, overwrite=True)
+def write_dataset(ds, path, schema: str, overwrite: bool = False):
+    """Write a theory result of the kind whose schema is ``schema``, atomically."""
+    return write_kind(ds, path, KIND_OF_SCHEMA[schema], overwrite)
 
 
 def open_table(path):
-    return open_checked(path, TABLE_SCHEMA, "theory table")
+    """Read a theory table written by ``phantom loao``."""
+    return open_dataset(path, "theory-table")
 
 
 def open_comparison(path):
-    return open_checked(path, COMPARISON_SCHEMA, "theory comparison (from `phantom compare`)")
+    """Read a theory comparison written by ``phantom compare`` or ``phantom loao``."""
+    return open_dataset(path, "comparison")
 
 
 def open_scores(path):
-    return open_checked(path, SCORES_SCHEMA, "blind-prediction scores (from `phantom loao`)")
+    """Read blind-prediction scores written by ``phantom loao``."""
+    return open_dataset(path, "scores")
 
 
 def scores_from_dataset(ds) -> list[dict]:
+    """The list of score dicts back from a scores Dataset (its ``scores_json`` attribute)."""
     return json.loads(ds.attrs["scores_json"])

@@ -7,8 +7,8 @@ import numpy as np
 import xarray as xr
 
 from .fit import Fit
+from .models import get_theory
 from .predict import hdi
-from .theories import THEORIES
 
 
 def _interval(draws: np.ndarray) -> tuple[float, float, float]:
@@ -18,9 +18,9 @@ def _interval(draws: np.ndarray) -> tuple[float, float, float]:
 
 def architecture_levels(fit: Fit, table: xr.Dataset) -> xr.Dataset:
     """Median and 94% HDI of each architecture's level alpha_a (log Q units) and of
-    the population (mu, tau) for M_hier and M_class."""
+    the population (mu, tau), for a theory with architecture levels."""
     post = fit.flat()
-    theory = THEORIES[fit.theory]
+    theory = get_theory(fit.theory)
     if not theory.has_levels:
         raise ValueError(f"{fit.theory} has no architecture levels")
     alpha = theory.effects(post, fit.data, np.random.default_rng(0))[0]
@@ -39,14 +39,15 @@ def architecture_levels(fit: Fit, table: xr.Dataset) -> xr.Dataset:
 def class_membership(fit: Fit, table: xr.Dataset) -> xr.Dataset:
     """Posterior P(class_1) per architecture (class_1: the higher mean log b) and the
     probability of LoRA success per class, with 94% HDIs."""
-    if fit.theory != "class":
-        raise ValueError("class membership needs a fit of M_class")
+    theory = get_theory(fit.theory)
+    if not theory.has_classes:
+        raise ValueError(f"{fit.theory} has no classes; class membership needs a theory with them")
     post = fit.flat()
-    theory = THEORIES["class"]
     probability = theory.class_probability(post, fit.data)
     success = theory.lora_success_probability(post)
-    rows = np.array([_interval(success[:, k]) for k in range(2)])
-    b_mean = np.array([_interval(post["b_mean"][:, k]) for k in range(2)])
+    n_classes = len(theory.coords["class"])
+    rows = np.array([_interval(success[:, k]) for k in range(n_classes)])
+    b_mean = np.array([_interval(post["b_mean"][:, k]) for k in range(n_classes)])
     return xr.Dataset(
         {"p_class_1": ("model", probability.mean(axis=0)),
          "log_b": ("model", np.nanmean(table.log_b.values, axis=1)),
@@ -55,8 +56,9 @@ def class_membership(fit: Fit, table: xr.Dataset) -> xr.Dataset:
          "lora_success_hdi_high": ("class", rows[:, 2]),
          "b_mean_median": ("class", b_mean[:, 0]), "b_mean_hdi_low": ("class", b_mean[:, 1]),
          "b_mean_hdi_high": ("class", b_mean[:, 2])},
-        coords={"model": [str(m) for m in table.model.values], "class": ["class_0", "class_1"]},
-        attrs={"theory": "class"})
+        coords={"model": [str(m) for m in table.model.values],
+                "class": list(theory.coords["class"])},
+        attrs={"theory": fit.theory})
 
 
 def summary_text(fit: Fit, table: xr.Dataset) -> str:
@@ -64,18 +66,19 @@ def summary_text(fit: Fit, table: xr.Dataset) -> str:
     lines = [fit.describe(), "verdict: " + ("passed the diagnostics gate" if fit.passed
                                           else "FAILED the diagnostics gate")]
     post = fit.flat()
+    theory = get_theory(fit.theory)
     for name in ("mu", "tau", "tau_gamma", "sigma", "delta", "log_c"):
         if name in post:
             median, low, high = _interval(post[name])
             lines.append(f"  {name:9s} {median:9.4g}   94% HDI [{low:.4g}, {high:.4g}]")
-    if fit.theory in ("hier", "class"):
+    if theory.has_levels:
         levels = architecture_levels(fit, table)
         for m in levels.model.values:
             row = levels.sel(model=m)
             lines.append(f"  alpha[{m}] {float(row.alpha_median):9.4g}   94% HDI "
                          f"[{float(row.alpha_hdi_low):.4g}, {float(row.alpha_hdi_high):.4g}]"
                          + ("" if bool(row.fitted) else "   (no outcome rows: population draw)"))
-    if fit.theory == "class":
+    if theory.has_classes:
         classes = class_membership(fit, table)
         for m in classes.model.values:
             lines.append(f"  P(class_1 | {m}) = {float(classes.p_class_1.sel(model=m)):.3f}")

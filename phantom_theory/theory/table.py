@@ -11,16 +11,17 @@ quantities.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import xarray as xr
 
 from ..errors import PhantomError
-from ..provenance import options_attrs
+from ..options import options_attrs
 from ..quantities import reduced_lr, sharpness_number
+from ..schema import SCHEMA_ATTR, SCHEMAS, label
 
-SCHEMA = "phantom-theory/theory-table/1"
+SCHEMA = SCHEMAS["theory-table"]
 QUANTITIES = ("nu_c", "c_sharp")
 
 
@@ -30,9 +31,9 @@ class TableOptions:
     LoRA success (for M_class) is read from the sweep's LoRA groups with the same
     optimizer: eta_c resolved and below the stability edge."""
 
-    mode: str = "full"
-    optimizer: str = "sgd"
-    quantity: str = "nu_c"
+    mode: str = field(default="full", metadata={"help": "which runs' eta_c to model: full or lora"})
+    optimizer: str = field(default="sgd", metadata={"help": "which runs' eta_c to model: sgd or adamw"})
+    quantity: str = field(default="nu_c", metadata={"help": "Q: nu_c or c_sharp"})
 
     def __post_init__(self):
         if self.quantity not in QUANTITIES:
@@ -109,22 +110,8 @@ def theory_table(quantities: xr.Dataset, sweep: xr.Dataset,
     table["observed"] = (table.resolved & np.isfinite(table.log_q)
                          & np.isfinite(table.log_c_sharp))
     table["has_quantities"] = np.isfinite(table.log_scale) & np.isfinite(table.log_b)
-    labels = {
-        "eta_c": "measured critical learning rate (geometric mean over seeds)",
-        "eta_max": "measured stability edge (geometric mean over seeds)",
-        "resolved": "eta_c resolved within the sweep's bracket",
-        "m0": "initial margin", "G0": "first-step margin growth per unit lr",
-        "lambda0": "top Hessian eigenvalue at initialisation",
-        "log_scale": "log eta_c = log Q - log_scale",
-        "log_q": f"log Q, Q = {options.quantity}", "log_c_sharp": "log(eta_c * lambda0)",
-        "log_lambda0": "log lambda0", "log_b": "log bulk anisotropy, mean of log b_c and log b_k",
-        "lora_success": "LoRA flips below its stability edge (1), does not (0), not run (NaN)",
-        "observed": "row enters the likelihoods (resolved eta_c, finite log Q and log c_sharp)",
-        "has_quantities": "measured-at-init quantities are available",
-    }
-    for name, text in labels.items():
-        table[name].attrs = {"long_name": text, "units": "1"}
-    table.attrs = {"phantom_schema": SCHEMA, **options_attrs("table", options), "steps": steps,
+    label(table, "theory-table")
+    table.attrs = {SCHEMA_ATTR: SCHEMA, **options_attrs("table", options), "steps": steps,
                    "sweep_spec_sha256": sweep.attrs.get("sweep_spec_sha256", ""),
                    "quantities_git_commit": quantities.attrs.get("git_commit", ""),
                    "table_options_json": json.dumps(asdict(options))}

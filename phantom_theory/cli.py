@@ -1,0 +1,358 @@
+"""The pure ``phantom`` commands: they read files and compute, and need no model
+(show, plot, sweep-show, plot-sweep, fit, compare, predict, score, loao, report).
+``runner.cli`` mounts them beside the commands that train or load models.
+
+Each command's options come from the options dataclass of its stage
+(``phantom_theory.options.add_option_arguments``): a default and its help text
+live once, in the dataclass. A ``PhantomError`` becomes one line on stderr and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+from .errors import PhantomError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, like every other user error."""
+
+    def error(self, message):
+        """Raise the usage mistake as a PhantomError."""
+        raise PhantomError(f"{message} (see `{self.prog} --help`)")
+
+
+def add_output_arguments(p, help=None) -> None:
+    """-o/--output and --overwrite, the same on every command that writes one file."""
+    p.add_argument("-o", "--output", required=True, help=help)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def save_plot(args, draw) -> None:
+    """Refuse a bad or existing output before drawing, then draw() and save it."""
+    from .plots import save_figure
+    from .plots.common import check_figure_path
+
+    check_figure_path(args.output, args.overwrite)
+    save_figure(draw(), args.output, args.overwrite)
+    print(f"saved {args.output}")
+
+
+def cmd_show(args):
+    from .trajectory import open_run, run_summary
+
+    print(run_summary(open_run(args.path)))
+
+
+def cmd_plot(args):
+    from .plots import plot_trajectory
+    from .trajectory import open_run
+
+    save_plot(args, lambda: plot_trajectory(open_run(args.path)))
+
+
+def cmd_sweep_show(args):
+    from .sweep import open_sweep, sweep_table
+
+    print(sweep_table(open_sweep(args.path)))
+
+
+def cmd_plot_sweep(args):
+    from .plots import plot_sweep
+    from .sweep import open_sweep
+
+    save_plot(args, lambda: plot_sweep(open_sweep(args.path)))
+
+
+# -- theory models -------------------------------------------------------------------
+
+def _table(args):
+    from .options import options_from_args
+    from .quantities import open_quantities
+    from .sweep import open_sweep
+    from .theory.table import TableOptions, theory_table
+
+    if len(args.fit_on) != 2:
+        raise PhantomError("--fit-on takes two paths: the sweep (folder or sweep.nc) and the "
+                           "quantities file")
+    sweep_path, quantities_path = args.fit_on
+    options = options_from_args(TableOptions, args)
+    return theory_table(open_quantities(quantities_path), open_sweep(sweep_path), options)
+
+
+def _fit_options(args):
+    from .options import options_from_args
+    from .theory.fit import FitOptions
+
+    return options_from_args(FitOptions, args)
+
+
+def _provenance(args, extra=None) -> dict:
+    from .provenance import provenance
+
+    attrs = {**provenance("pymc", "arviz", "nutpie", "pytensor"),
+             "fit_on": " ".join(map(str, args.fit_on)),
+             "allow_unconverged": int(args.allow_unconverged)}
+    attrs.update(extra or {})
+    return attrs
+
+
+def _gate(fits_described: list[tuple[str, dict]], args) -> None:
+    failed = [(name, d) for name, d in fits_described if not d["passed"]]
+    if failed and not args.allow_unconverged:
+        details = "; ".join(f"{name}: max r_hat {d['max_rhat']:.4f}, min bulk ESS "
+                            f"{d['min_ess_bulk']:.0f}, {d['divergences']} divergences"
+                            for name, d in failed)
+        raise PhantomError(f"{len(failed)} fit(s) failed the diagnostics gate (r_hat <= 1.01, "
+                           f"bulk ESS >= 400, no divergences): {details}; the results were "
+                           "written and marked failed; --allow-unconverged accepts them")
+
+
+def cmd_fit(args):
+    from .io import check_output_path
+    from .theory.fit import TheoryFitter
+    from .theory.results import write_fit
+    from .theory.summaries import summary_text
+
+    check_output_path(args.out, args.overwrite)
+    table, options = _table(args), _fit_options(args)
+    fit = TheoryFitter(args.theory, table, options).fit()
+    write_fit(fit, table, options, _provenance(args), args.out, args.overwrite)
+    print(summary_text(fit, table))
+    print(f"saved {args.out}")
+    _gate([(fit.theory, fit.diagnostics)], args)
+
+
+def _evaluate(args, theories):
+    from .theory.compare import evaluate
+
+    table, options = _table(args), _fit_options(args)
+    return table, options, evaluate(table, theories, options, workers=args.workers,
+                                    attrs=_provenance(args))
+
+
+def _all_diagnostics(evaluation) -> list[tuple[str, dict]]:
+    return ([(f"{t} (all)", r["full"].diagnostics) for t, r in evaluation.results.items()]
+            + [(f"{t} without {h}", d) for t, h, d in evaluation.fold_diagnostics()])
+
+
+def cmd_compare(args):
+    from .io import check_output_path
+    from .schema import write_dataset
+    from .theory.compare import comparison_table
+
+    check_output_path(args.out, args.overwrite)
+    _, _, evaluation = _evaluate(args, args.theories)
+    ds = evaluation.comparison()
+    ds.attrs.update(_provenance(args))
+    write_dataset(ds, args.out, "comparison", args.overwrite)
+    print(comparison_table(ds))
+    print(f"saved {args.out}")
+    _gate(_all_diagnostics(evaluation), args)
+
+
+def cmd_predict(args):
+    from .io import check_output_path
+    from .theory.fit import TheoryFitter
+    from .theory.predict import predict_architecture, write_prediction
+
+    check_output_path(args.out, args.overwrite)
+    table, options = _table(args), _fit_options(args)
+    if args.held_out not in table.model.values:
+        raise PhantomError(f"{args.held_out!r} is neither in the sweep nor in the quantities")
+    fit = TheoryFitter(args.theory, table, options).fit(held_out=args.held_out)
+    ds = predict_architecture(fit, table, args.held_out, options.seed, _provenance(args))
+    write_prediction(ds, args.out, args.overwrite)
+    print(f"{args.theory} prediction for {args.held_out} (fitted without its outcomes):")
+    print(f"  eta_c = {float(ds.eta_c_arch_median):.4g}, 94% HDI "
+          f"[{float(ds.eta_c_arch_hdi_low):.4g}, {float(ds.eta_c_arch_hdi_high):.4g}]"
+          f"; 2 / lambda0 = {float(ds.anchor_eta_c_arch):.4g}")
+    for c in ds.context.values:
+        row = ds.sel(context=c)
+        print(f"  {c:18s} {float(row.eta_c_median):.4g}  [{float(row.eta_c_hdi_low):.4g}, "
+              f"{float(row.eta_c_hdi_high):.4g}]")
+    print(f"  {fit.describe()}")
+    print(f"prediction SHA-256 {ds.attrs['prediction_sha256']}")
+    print(f"saved {args.out}")
+    _gate([(fit.theory, fit.diagnostics)], args)
+
+
+def cmd_score(args):
+    import json
+
+    from .sweep import open_sweep
+    from .theory.predict import calibration_table, open_prediction, score
+    from .theory.table import TableOptions, measured
+
+    prediction = open_prediction(args.prediction)
+    options = TableOptions(**json.loads(prediction.attrs["table_options_json"]))
+    sweep = open_sweep(args.sweep)
+    held_out = prediction.attrs["held_out"]
+    if held_out not in sweep.model.values:
+        raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
+    eta_c, eta_max = measured(sweep, options.mode, options.optimizer)
+    result = score(prediction, eta_c.sel(model=held_out), eta_max.sel(model=held_out))
+    print(f"prediction SHA-256 {result['prediction_sha256']} (verified)")
+    print(calibration_table([result]))
+    if "measured_eta_max" in result:
+        print(f"2 / lambda0 against the measured eta_max {result['measured_eta_max']:.4g}: "
+              f"relative error {100 * result['anchor_relative_error_eta_max']:.1f}%")
+
+
+def cmd_loao(args):
+    from .io import check_output_folder
+    from .schema import write_dataset
+    from .theory.compare import comparison_table
+    from .theory.predict import calibration_table, score, scores_dataset, write_prediction
+    from .theory.results import write_fit
+
+    out = check_output_folder(args.out)
+    table, options, evaluation = _evaluate(args, args.theories)
+    attrs = _provenance(args)
+    for folder in (out, out / "predictions", out / "fits"):
+        folder.mkdir(parents=True, exist_ok=True)
+    # Pre-registration: every prediction is on disk, hashed, before any is scored.
+    for (theory, held_out), prediction in evaluation.predictions().items():
+        write_prediction(prediction, out / "predictions" / f"{theory}--{held_out}.nc",
+                         overwrite=True)
+    scores = [score(prediction, table.eta_c.sel(model=held_out), table.eta_max.sel(model=held_out))
+              for (theory, held_out), prediction in evaluation.predictions().items()]
+    write_dataset(table, out / "table.nc", "theory-table", overwrite=True)
+    comparison = evaluation.comparison()
+    comparison.attrs.update(attrs)
+    write_dataset(comparison, out / "comparison.nc", "comparison", overwrite=True)
+    scored = scores_dataset(scores)
+    scored.attrs.update(attrs)
+    write_dataset(scored, out / "scores.nc", "scores", overwrite=True)
+    for fit in evaluation.fits():
+        write_fit(fit, table, options, attrs, out / "fits" / f"{fit.theory}.nc", overwrite=True)
+    print(comparison_table(comparison))
+    print()
+    print(calibration_table(scores))
+    print(f"saved {out}/ (table, comparison, scores, fits/, predictions/)")
+    _gate(_all_diagnostics(evaluation), args)
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    path = write_report(args.results, args.output, args.overwrite)
+    print(f"saved {path}")
+
+
+def _fitting(p, theory: bool = True) -> None:
+    from .options import add_option_arguments
+    from .theory.fit import FitOptions
+    from .theory.models import THEORIES
+    from .theory.table import TableOptions
+
+    p.add_argument("--fit-on", nargs="+", required=True, metavar="PATH",
+                   help="the sweep (folder or sweep.nc) and the quantities file")
+    add_option_arguments(p, TableOptions)
+    if theory:
+        p.add_argument("--theory", default="hier", choices=sorted(THEORIES))
+    add_option_arguments(p, FitOptions)
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="accept fits that fail the diagnostics gate (recorded)")
+
+
+def add_commands(commands) -> None:
+    """Add the pure commands to a sub-command set of a ``Parser``."""
+    from .theory.models import DEFAULT_THEORIES, THEORIES
+
+    p = commands.add_parser("show", help="print a run's outcome, flip, jumps and Phi")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_show)
+
+    p = commands.add_parser("plot", help="draw a run's trajectory to a PNG")
+    p.add_argument("path")
+    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
+    p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("sweep-show", help="print a sweep's eta_c table")
+    p.add_argument("path", help="sweep folder or its sweep.nc")
+    p.set_defaults(func=cmd_sweep_show)
+
+    p = commands.add_parser("plot-sweep", help="draw outcome against lr for every group")
+    p.add_argument("path", help="sweep folder or its sweep.nc")
+    add_output_arguments(p, help="output image (.png, .pdf, .svg)")
+    p.set_defaults(func=cmd_plot_sweep)
+
+    p = commands.add_parser("fit", help="fit one theory model to a sweep and its quantities")
+    _fitting(p)
+    p.add_argument("--out", required=True, help="InferenceData netCDF")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_fit)
+
+    for name, func, text, out in (
+            ("compare", cmd_compare, "PSIS-LOO and LOAO ELPD of the theories",
+             "comparison .nc"),
+            ("loao", cmd_loao, "hold out every architecture in turn: predictions, scores and "
+                               "comparison", "results folder")):
+        p = commands.add_parser(name, help=text)
+        _fitting(p, theory=False)
+        p.add_argument("--theories", nargs="+", default=list(DEFAULT_THEORIES),
+                       choices=sorted(THEORIES))
+        p.add_argument("--workers", type=int, default=2, help="parallel fitting processes")
+        p.add_argument("--out", required=True, help=out)
+        if name == "compare":
+            p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.set_defaults(func=func)
+
+    p = commands.add_parser("predict", help="blind prediction of a held-out architecture")
+    p.add_argument("--held-out", required=True, help="the architecture to predict")
+    _fitting(p)
+    p.add_argument("--out", required=True, help="prediction .nc (hashed)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("score", help="score a prediction against a sweep of its model")
+    p.add_argument("prediction")
+    p.add_argument("--sweep", required=True, help="sweep folder or sweep.nc with the held-out runs")
+    p.set_defaults(func=cmd_score)
+
+    p = commands.add_parser("report", help="one self-contained HTML report of a results folder")
+    p.add_argument("results", help="folder holding sweeps, quantities and theory results")
+    add_output_arguments(p, help="the HTML file")
+    p.set_defaults(func=cmd_report)
+
+
+def build_parser() -> Parser:
+    """The parser of the pure commands alone (``python -m phantom_theory.cli``)."""
+    parser = Parser(prog="phantom", description="phantom-theory's pure commands")
+    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=Parser))
+    return parser
+
+
+def run_cli(build, argv=None) -> int:
+    """Parse ``argv`` with the parser ``build()`` makes and run its command; a
+    PhantomError is one line on stderr and exit status 2."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # transformers announces deprecations our users cannot act on; ours still show
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    try:
+        args = build().parse_args(argv)
+        args.func(args)
+    except PhantomError as error:
+        print(f"phantom: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("phantom: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m phantom_theory.cli``."""
+    return run_cli(build_parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["Parser", "add_commands", "add_output_arguments", "main", "run_cli", "save_plot"]

@@ -1,0 +1,142 @@
+"""The sweep driver: the searches that find
+eta_c and eta_max for every group (model, context, mode, optimizer, seed).
+
+A sweep is a set of group searches (``phantom_theory.critical_lr.GroupSearch``).
+Each proposes learning rates; a driver turns them into runs, hands the runs to an
+engine (batched by default), writes every finished run atomically to the sweep
+folder as soon as it ends, and tells the search its outcome. A finished run found
+on disk is read instead of run again, so re-running a killed sweep replays the
+searches, skips what is done, and continues.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+
+from phantom_theory.critical_lr import GroupSearch, Observation
+from phantom_theory.errors import PhantomError
+from phantom_theory.options import options_attrs
+from phantom_theory.provenance import provenance
+from phantom_theory.sweep import build_sweep, write_sweep
+
+from .spec import PER_GROUP, SWEEP_NAME, SweepSpec
+from .store import SweepStore
+
+
+def expected_runs(spec: SweepSpec) -> int:
+    """About how many runs a group search takes (the grid plus two bisections)."""
+    s = spec.search
+    ratio = (s.hi / s.lo) ** (1 / (s.grid_points - 1))
+    bisections = max(1, math.ceil(math.log2(math.log(ratio) / math.log1p(s.tolerance))))
+    return s.grid_points + (2 if s.find_max else 1) * bisections
+
+
+def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
+                 engine: str = "batched", bar=None) -> tuple[list[dict], dict]:
+    """Search groups that share (model, mode, optimizer): their runs go through one
+    engine. Returns the run records and each group's summary."""
+    from ..contexts.pool import get_context, model_input_ids
+    from ..training.batched import BatchedEngine
+    from ..training.loop import run
+
+    searches = {key: GroupSearch(spec.search) for key in keys}
+    records: list[dict] = []
+    queue: deque = deque()
+    group_of: dict[int, tuple] = {}
+
+    def refill(key):
+        queue.extend((key, lr) for lr in searches[key].pending())
+
+    def accept(key, record):
+        records.append(record)
+        searches[key].observe(Observation(record["lr"], record["flipped"], record["outcome"]))
+        refill(key)
+        if bar is not None:
+            bar.total = max(bar.total or 0, bar.n + 1)
+            bar.update(1)
+
+    def next_request():
+        while queue:
+            key, lr = queue.popleft()
+            cached = store.load(key, lr)
+            if cached is not None:
+                accept(key, cached)
+                continue
+            options = spec.run_options(key, lr)
+            group_of[id(options)] = key
+            return options
+        return None
+
+    def on_finish(options, ds):
+        accept(group_of.pop(id(options)), store.save(ds))
+
+    for key in keys:
+        refill(key)
+    template = spec.run_options(keys[0], 1.0)
+    if engine == "batched":
+        # One padded length for the whole search keeps every batch's shapes, and
+        # so its arithmetic, the same however the runs happen to be grouped.
+        length = max(len(model_input_ids(loaded.tokenizer, get_context(context).sentence))
+                     for context in spec.contexts_of(keys[0][0]))
+        BatchedEngine(template, loaded, spec.slots, spec.outcome, spec.jumps,
+                      length=length).run(next_request, on_finish)
+    elif engine == "sequential":
+        while (options := next_request()) is not None:
+            on_finish(options, run(options, loaded=loaded, outcome_options=spec.outcome,
+                                   jump_options=spec.jumps))
+    else:
+        raise PhantomError(f"unknown engine {engine!r}; choose batched or sequential")
+    unfinished = [key for key, search in searches.items() if not search.done]
+    if unfinished:
+        raise RuntimeError(f"searches ended unfinished: {unfinished}")
+    return records, {key: search.summary() for key, search in searches.items()}
+
+
+def batches(spec: SweepSpec) -> dict[tuple, list[tuple]]:
+    """The spec's groups by what they share in a batch: (model, mode, optimizer)."""
+    out: dict[tuple, list[tuple]] = {}
+    for key in spec.groups():
+        out.setdefault((key[0], key[2], key[3]), []).append(key)
+    return out
+
+
+def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batched",
+              overwrite: bool = False, progress: bool = False, address: str | None = None):
+    """Run (or resume) a sweep into the folder ``out`` and return its Dataset, which
+    is also written to ``out/sweep.nc``."""
+    from tqdm.auto import tqdm
+
+    if executor not in ("local", "ray"):
+        raise PhantomError(f"unknown executor {executor!r}; choose local or ray")
+    store = SweepStore(out, spec, overwrite)
+    groups = spec.groups()
+    bar = tqdm(total=len(groups) * expected_runs(spec), unit="run", disable=not progress,
+               desc=f"sweep {spec.name}", dynamic_ncols=True)
+    try:
+        from .executors import run_local, run_ray
+
+        if executor == "ray":
+            records, summaries, infos = run_ray(spec, store, bar, engine, address)
+        else:
+            records, summaries, infos = run_local(spec, store, bar, engine)
+    finally:
+        bar.total = bar.n   # the estimate was an estimate; the count is exact
+        bar.refresh()
+        bar.close()
+    attrs = {
+        **provenance("torch", "transformers", "peft", "tokenizers", "safetensors"),
+        "sweep_name": spec.name, "sweep_spec": spec.to_json(),
+        "sweep_spec_sha256": spec.digest(), "executor": executor, "engine": engine,
+        "models_json": json.dumps(infos, sort_keys=True, default=str),
+        "run_steps": spec.steps,
+        **options_attrs("search", spec.search), **options_attrs("outcome", spec.outcome),
+        **options_attrs("jump", spec.jumps),
+        **{key: value for key, value in
+           options_attrs("run", spec.run_options(groups[0], spec.search.lo)).items()
+           if key[4:] not in PER_GROUP},
+    }
+    ds = build_sweep(records, summaries, attrs)
+    write_sweep(ds, store.root / SWEEP_NAME, overwrite=True)
+    return ds

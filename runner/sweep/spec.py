@@ -1,0 +1,166 @@
+"""The sweep spec: which groups (model, context, mode, optimizer, seed) a sweep
+searches, with which run options, bracket and tolerance (data/sweeps/*.toml)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phantom_theory.critical_lr import SearchOptions
+from phantom_theory.errors import PhantomError
+from phantom_theory.jumps import JumpOptions
+from phantom_theory.options import coerce, options_from_flat
+from phantom_theory.outcomes import OutcomeOptions
+from phantom_theory.schema import GROUP_DIMS, RUN_DIMS
+
+from ..training.options import RunOptions
+
+# What the sweep's top level sets per run; [run] sets everything else.
+PER_GROUP = {*RUN_DIMS, "steps"}
+SPEC_NAME, SWEEP_NAME = "spec.json", "sweep.nc"
+
+
+def _options(cls, table: dict, where: str):
+    return options_from_flat(cls, table, f"[{where}]")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep runs: every combination of models, contexts, modes, optimizers
+    and seeds is one group, searched for eta_c (and eta_max) within the lr bracket."""
+
+    name: str
+    models: tuple[str, ...]
+    contexts: tuple[str, ...]
+    modes: tuple[str, ...] = ("full", "lora")
+    optimizers: tuple[str, ...] = ("adamw",)
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 100
+    search: SearchOptions = SearchOptions()
+    run: dict = field(default_factory=dict)       # any other RunOptions field
+    outcome: OutcomeOptions = OutcomeOptions()
+    jumps: JumpOptions = JumpOptions()
+    slots: int = 32                               # most runs in one batch
+    model_contexts: dict = field(default_factory=dict)   # per-model contexts, if any
+
+    def __post_init__(self):
+        for name in ("models", "contexts", "modes", "optimizers", "seeds"):
+            if not getattr(self, name):
+                raise PhantomError(f"the sweep spec lists no {name}")
+        for mode in self.modes:
+            options_from_flat(RunOptions, {**self.template_fields(), "mode": mode}, "[run]")
+        for optimizer in self.optimizers:
+            options_from_flat(RunOptions, {**self.template_fields(), "optimizer": optimizer},
+                              "[run]")
+        if self.slots < 1:
+            raise PhantomError(f"slots must be at least 1, not {self.slots}")
+
+    def template_fields(self, model: str | None = None) -> dict:
+        """The RunOptions fields of a template run: ``model`` (default the first), the
+        first context, mode and optimizer, the steps and the [run] options."""
+        return dict(model=model or self.models[0], context=self.contexts[0], mode=self.modes[0],
+                    optimizer=self.optimizers[0], steps=self.steps, **self.run)
+
+    def contexts_of(self, model: str) -> tuple[str, ...]:
+        """The contexts searched on ``model``: its own, if the spec names them, else
+        ``contexts``."""
+        return tuple(self.model_contexts.get(model, self.contexts))
+
+    def groups(self) -> list[tuple]:
+        """Every (model, context, mode, optimizer, seed) group, ordered by model, mode,
+        optimizer, context, then seed."""
+        return [(m, c, mo, o, s) for m in self.models for mo in self.modes
+                for o in self.optimizers for c in self.contexts_of(m) for s in self.seeds]
+
+    def run_options(self, group: tuple, lr: float) -> RunOptions:
+        """The RunOptions of the run of ``group`` at learning rate ``lr``."""
+        fields_ = dict(zip(GROUP_DIMS, group, strict=True))
+        return options_from_flat(RunOptions, {**self.run, **fields_, "lr": lr,
+                                              "steps": self.steps}, "the sweep's [run]")
+
+    def to_json(self) -> str:
+        """The spec as JSON with sorted keys, the same text for the same spec."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def digest(self) -> str:
+        """The SHA-256 (hex) of ``to_json``."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepSpec:
+        """The spec back from ``to_json``'s text, its options dataclasses rebuilt."""
+        data = json.loads(text)
+        data["model_contexts"] = {m: tuple(ids) for m, ids in data.get("model_contexts", {}).items()}
+        return cls(**{**data, "search": _options(SearchOptions, data["search"], "lr"),
+                      "outcome": _options(OutcomeOptions, data["outcome"], "outcome"),
+                      "jumps": _options(JumpOptions, data["jumps"], "jumps"),
+                      **{k: tuple(data[k]) for k in ("models", "contexts", "modes",
+                                                     "optimizers", "seeds")}})
+
+
+def load_spec(path) -> SweepSpec:
+    """Read a sweep spec from TOML (see data/sweeps/demo.toml)."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise PhantomError(f"no such sweep spec: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise PhantomError(f"{path} is not valid TOML: {error}") from None
+    allowed = {"name", "models", "contexts", "modes", "optimizers", "seeds", "steps", "lr",
+               "run", "outcome", "jumps", "slots", "selected_count"}
+    unknown = set(table) - allowed
+    if unknown:
+        raise PhantomError(f"unknown key(s) {sorted(unknown)} in {path}; allowed: "
+                           f"{', '.join(sorted(allowed))}")
+    missing = {"models", "contexts"} - set(table)
+    if missing:
+        raise PhantomError(f"{path} lacks {sorted(missing)}")
+    where = str(path)
+    run = table.get("run", {})
+    if not isinstance(run, dict):
+        raise PhantomError(f"[run] in {path} must be a table of run options, not {run!r}")
+    run = dict(run)
+    clash = PER_GROUP & set(run)
+    if clash:
+        raise PhantomError(f"[run] in {path} may not set {sorted(clash)}; they belong to the "
+                           "sweep's top level")
+    contexts = table["contexts"]
+    model_contexts = {}
+    if contexts == "all":
+        from ..contexts import load_contexts
+
+        contexts = list(load_contexts())
+    elif contexts == "selected":
+        # Each model's own oriented selection (data/contexts/selected/MODEL.toml),
+        # best first; selected_count keeps the first few.
+        from ..contexts import selected_contexts
+
+        count = table.get("selected_count")
+        if count is not None:
+            count = coerce(count, int, "selected_count", where)
+            if count < 1:
+                raise PhantomError(f"selected_count in {path} must be at least 1, not {count}")
+        model_contexts = {m: tuple(selected_contexts(m)[:count]) for m in table["models"]}
+        contexts = sorted({c for ids in model_contexts.values() for c in ids})
+    elif not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+        raise PhantomError(f"contexts in {path} must be a list of ids, \"all\" or \"selected\"")
+    lists = {k: coerce(table[k], tuple[int, ...] if k == "seeds" else tuple[str, ...], k, where)
+             for k in ("models", "modes", "optimizers", "seeds") if k in table}
+    for name in ("lr", "outcome", "jumps"):
+        if not isinstance(table.get(name, {}), dict):
+            raise PhantomError(f"[{name}] in {path} must be a table, not {table[name]!r}")
+    return SweepSpec(
+        name=coerce(table.get("name", path.stem), str, "name", where), contexts=tuple(contexts),
+        run=run, steps=coerce(table.get("steps", 100), int, "steps", where),
+        slots=coerce(table.get("slots", 32), int, "slots", where),
+        search=_options(SearchOptions, table.get("lr", {}), "lr"),
+        outcome=_options(OutcomeOptions, table.get("outcome", {}), "outcome"),
+        jumps=_options(JumpOptions, table.get("jumps", {}), "jumps"),
+        model_contexts=model_contexts, **lists)
+
+

@@ -1,0 +1,156 @@
+"""The pure commands (show, plot, sweep-show, plot-sweep; fit and its gate, predict
+and score, loao, report) through
+``phantom_theory.cli.main``: they work on files that ``phantom run`` and ``phantom
+sweep`` wrote, and every bad file gets one clear line on stderr, exit status 2, no
+traceback, and nothing overwritten."""
+
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from phantom_theory.cli import main
+from tests.conftest import fails as fails_with
+
+
+def fails(capsys, argv, *fragments):
+    return fails_with(capsys, argv, *fragments, main=main)
+
+
+def test_run_show_and_plot_work(saved_run, capsys, tmp_path):
+    assert main(["show", str(saved_run)]) == 0
+    out = capsys.readouterr().out
+    assert "outcome" in out and "phi" in out and "jumps" in out
+    assert main(["plot", str(saved_run), "-o", str(tmp_path / "x.png")]) == 0
+    assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_existing_plot_is_not_overwritten(capsys, saved_run, tmp_path):
+    target = tmp_path / "x.png"
+    target.write_bytes(b"keep")
+    fails(capsys, ["plot", str(saved_run), "-o", str(target)], "--overwrite")
+    assert target.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("command", ["show", "plot"])
+def test_a_corrupt_file(capsys, tmp_path, command):
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"this is not netCDF at all")
+    extra = ["-o", str(tmp_path / "out.png")] if command == "plot" else []
+    fails(capsys, [command, str(bad), *extra], "not a readable netCDF file")
+
+
+@pytest.mark.parametrize("command", ["show", "plot"])
+def test_a_foreign_netcdf_file(capsys, tmp_path, command):
+    foreign = tmp_path / "foreign.nc"
+    xr.Dataset({"t": ("x", np.arange(3.0))}).to_netcdf(foreign)
+    extra = ["-o", str(tmp_path / "out.png")] if command == "plot" else []
+    fails(capsys, [command, str(foreign), *extra], "not a phantom-theory trajectory")
+
+
+def test_a_missing_file(capsys, tmp_path):
+    fails(capsys, ["show", str(tmp_path / "nope.nc")], "no such file")
+
+
+def test_sweep_show_and_plot_sweep_work(cli_sweep, capsys):
+    assert main(["sweep-show", str(cli_sweep / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "eta_c" in out and "tiny-gpt2" in out and "start-begin" in out
+    assert main(["plot-sweep", str(cli_sweep / "out"), "-o", str(cli_sweep / "s.png")]) == 0
+    assert (cli_sweep / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_show_refuses_a_trajectory(capsys, saved_run):
+    fails(capsys, ["sweep-show", str(saved_run)], "not a phantom-theory sweep")
+
+
+# -- the theory commands, on a small tiny-model sweep --------------------------------
+
+SWEEP = """
+models = ["tiny-gpt2", "tiny-neox", "tiny-gpt2-deep"]
+contexts = ["start-begin", "shame-guilt"]
+modes = ["full", "lora"]
+optimizers = ["sgd"]
+steps = 10
+[lr]
+lo = 1e-8
+hi = 100.0
+tolerance = 0.3
+grid_points = 6
+"""
+QUICK = ["--draws", "300", "--tune", "300", "--chains", "2"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from runner.cli import main as phantom
+
+    root = tmp_path_factory.mktemp("theory")
+    (root / "spec.toml").write_text(SWEEP)
+    assert phantom(["sweep", str(root / "spec.toml"), "--out", str(root / "sweep"),
+                    "--quiet"]) == 0
+    assert phantom(["quantities", "--spec", str(root / "spec.toml"), "--out",
+                 str(root / "quantities.nc"), "--quiet"]) == 0
+    return root
+
+
+def fit_on(root):
+    return ["--fit-on", str(root / "sweep"), str(root / "quantities.nc")]
+
+
+def test_a_fit_that_fails_the_gate_exits_non_zero_with_its_numbers(results, capsys):
+    err = fails(capsys, ["fit", *fit_on(results), "--theory", "hier", "--draws", "20",
+                         "--tune", "20", "--chains", "2", "--out", str(results / "starved.nc")],
+                "failed the diagnostics gate", "max r_hat", "bulk ESS")
+    assert re.search(r"min bulk ESS \d+", err)
+    assert (results / "starved.nc").exists()
+
+
+def test_allow_unconverged_accepts_and_records_it(results, capsys):
+    import xarray as xr
+
+    path = results / "accepted.nc"
+    assert main(["fit", *fit_on(results), "--theory", "hier", "--draws", "20", "--tune", "20",
+                 "--chains", "2", "--allow-unconverged", "--out", str(path)]) == 0
+    assert "FAILED the diagnostics gate" in capsys.readouterr().out
+    posterior = xr.load_dataset(path, group="posterior")
+    assert posterior.attrs["allow_unconverged"] == 1 and posterior.attrs["diagnostics_passed"] == 0
+
+
+def test_predict_writes_a_hashed_prediction_that_score_verifies(results, capsys):
+    path = results / "prediction.nc"
+    assert main(["predict", "--held-out", "tiny-neox", *fit_on(results), *QUICK,
+                 "--allow-unconverged", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    digest = re.search(r"prediction SHA-256 ([0-9a-f]{64})", out).group(1)
+    assert main(["score", str(path), "--sweep", str(results / "sweep")]) == 0
+    scored = capsys.readouterr().out
+    assert f"prediction SHA-256 {digest} (verified)" in scored and "tiny-neox" in scored
+
+
+def test_loao_then_report_make_a_self_contained_page(results, capsys):
+    out = results / "theory"
+    assert main(["loao", *fit_on(results), *QUICK, "--theories", "hier", "sharpness",
+                 "--workers", "1", "--allow-unconverged", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "elpd_loao" in text and "HDI covers" in text
+    for name in ("table.nc", "comparison.nc", "scores.nc", "fits/hier.nc"):
+        assert (out / name).exists(), name
+    assert len(list((out / "predictions").glob("*.nc"))) == 6
+    assert main(["report", str(results), "-o", str(results / "report.html")]) == 0
+    page = (results / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 4
+    assert not re.search(r'(?:src|href)="(?!data:)', page), "the page links outside itself"
+    for heading in ("Sweep", "Theory comparison", "Architecture effects", "Blind predictions"):
+        assert heading in page
+
+
+def test_fit_on_needs_two_paths(results, capsys):
+    fails(capsys, ["fit", "--fit-on", str(results / "sweep"), "--out", str(results / "x.nc")],
+          "--fit-on takes two paths")
+
+
+def test_an_unknown_held_out_model(results, capsys):
+    fails(capsys, ["predict", "--held-out", "gpt5", *fit_on(results), "--out",
+                   str(results / "y.nc")], "'gpt5'")
