@@ -117,6 +117,10 @@ RUN_VARIABLES = {
     "drag_change": ("1", "drag at the end minus drag at step 0"),
     "n_jumps": ("1", "number of jumps in Phi"),
     "n_phantom_jumps": ("1", "number of jumps judged phantoms"),
+    "margin_start": ("1", "margin m0 = z_c - z_k at step 0"),
+    "margin_max": ("1", "eta_c's proxy f: the largest margin over steps 1..T"),
+    "margin_end": ("1", "eta_max's proxy g: the margin at the last finite step"),
+    "ahead_at_end": ("1", "c ahead of k at the last finite step"),
     "file": ("", "trajectory file, relative to the sweep folder"),
 }
 
@@ -125,7 +129,8 @@ GROUP_VARIABLES = {
     "eta_c_lo": ("1", "largest evaluated lr that did not flip, below eta_c"),
     "eta_c_hi": ("1", "smallest evaluated lr that flipped, above eta_c"),
     "eta_c_status": ("", "resolved, below_bracket, above_bracket or undefined"),
-    "eta_max": ("1", "stability edge: smallest lr above eta_c ending unstable or diverged"),
+    "eta_max": ("1", "success edge: smallest lr above eta_c that is no success (unstable, "
+                     "diverged, or not ahead at T)"),
     "eta_max_lo": ("1", "lower end of the final eta_max bracket"),
     "eta_max_hi": ("1", "upper end of the final eta_max bracket"),
     "eta_max_status": ("", "resolved, below_bracket, above_bracket or undefined"),
@@ -133,6 +138,7 @@ GROUP_VARIABLES = {
     "n_runs": ("1", "runs evaluated for the group"),
     "n_diverged": ("1", "diverged runs in the group"),
     "n_unstable": ("1", "unstable runs in the group"),
+    "seed_lr": ("1", "where the root search of eta_c started: the at-init |m0| / (T G0)"),
 }
 
 ARCH_VARIABLES = {

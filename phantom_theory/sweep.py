@@ -59,7 +59,9 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
                   for d in (*GROUP_DIMS, "lr")}
     run_table = xr.Dataset(coords={f"run_{k}": v for k, v in run_coords.items()})
     for name in RUN_VARIABLES:
-        values = np.array([r[name] for r in runs],
+        # records that predate a variable (an older thin record) carry NaN for it
+        values = np.array([r.get(name, r["flipped"] if name == "ahead_at_end" else np.nan)
+                           for r in runs],
                           dtype=object if name in ("outcome", "file") else None)
         run_table[f"run_{name}"] = xr.DataArray(values, dims="run")
     ds = ds.merge(run_table)
@@ -83,6 +85,22 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
     return label(ds, "sweep")
 
 
+def run_records(ds: xr.Dataset) -> list[dict]:
+    """The run records of a sweep table, one dict per run (the inverse of the
+    ``run`` part of ``build_sweep``): what a search replays to resume from a thin
+    record without the trajectories."""
+    names = [n for n in (*GROUP_DIMS, "lr", *RUN_VARIABLES) if f"run_{n}" in ds.variables]
+    columns = {n: ds[f"run_{n}"].values for n in names}
+    out = []
+    for i in range(ds.sizes.get("run", 0)):
+        record = {}
+        for n, values in columns.items():
+            value = values[i]
+            record[n] = value.item() if hasattr(value, "item") else value
+        out.append(record)
+    return out
+
+
 def open_sweep(path) -> xr.Dataset:
     """Read a sweep Dataset written by ``phantom sweep``: its sweep.nc, or the sweep
     folder that holds it."""
@@ -103,7 +121,20 @@ def _format_lr(value: float) -> str:
 
 def sweep_table(ds: xr.Dataset) -> str:
     """The eta_c table as text: one line per group, then the architectures."""
-    lines = [f"{'model':14s} {'context':16s} {'mode':5s} {'optim':6s} {'seed':>4s} "
+    attrs = ds.attrs
+    method = attrs.get("search_method", "bisect")
+    tolerance = float(attrs.get("search_tolerance", np.nan))
+    max_tolerance = attrs.get("search_max_tolerance", "none")
+    max_tolerance = tolerance if max_tolerance in ("none", None) else float(max_tolerance)
+    counts = ds.n_runs.values[ds.eta_c_status.values != ""]
+    edge = (f"eta_max to {100 * max_tolerance:g}%" if int(attrs.get("search_find_max", 1))
+            else "eta_max not searched")
+    lines = [f"search: {method}; eta_c to {100 * tolerance:g}%, {edge} (relative "
+             f"brackets); runs per group: median "
+             f"{np.median(counts) if counts.size else 0:g}, range "
+             f"{counts.min() if counts.size else 0}-{counts.max() if counts.size else 0}, "
+             f"{int(counts.sum()) if counts.size else 0} in all"]
+    lines += [f"{'model':14s} {'context':16s} {'mode':5s} {'optim':6s} {'seed':>4s} "
              f"{'eta_c':>10s} {'bracket':>23s} {'eta_max':>10s} {'runs':>5s}  flags"]
     for key in itertools.product(*(ds[d].values for d in GROUP_DIMS)):
         row = ds.sel(dict(zip(GROUP_DIMS, key, strict=True)))

@@ -176,6 +176,23 @@ def _trainable(loaded, mode: str, options: QuantityOptions):
     return model, trainable_parameters(model)
 
 
+def linear_predictions(loaded, contexts: list[str], mode: str, optimizer: str, steps: int,
+                       lora: LoraOptions = LoraOptions(), seed: int = 0, eps: float = 1e-8,
+                       model_name: str = "this model") -> dict[str, tuple[float, float, float]]:
+    """{context: (m0, G0, eta_hat)} with the linear theory's flip, eta_hat =
+    |m0| / (T G0) (NaN where G0 <= 0): where the eta_c search of each group starts."""
+    model, params = _trainable(loaded, mode, QuantityOptions(lora=lora, seed=seed, eps=eps))
+    out = {}
+    for context in contexts:
+        t = tokenize_context(loaded.tokenizer, get_context(context), model_name)
+        ids = torch.tensor([t.input_ids], device=params[0].device)
+        m0, growth = margin_growth(model, params, ids, t.correct_id, t.competitor_id,
+                                   (optimizer,), eps)
+        G0 = growth[optimizer]
+        out[context] = (m0, G0, abs(m0) / (steps * G0) if G0 > 0 else float("nan"))
+    return out
+
+
 def measure_model(model_name: str, contexts: list[str], options: QuantityOptions = QuantityOptions(),
                   revision=None, dtype: str = "float32", device: str = "cpu", bar=None) -> xr.Dataset:
     """The quantities of one model on the given contexts."""

@@ -15,7 +15,7 @@ import json
 import math
 from collections import deque
 
-from phantom_theory.critical_lr import GroupSearch, Observation
+from phantom_theory.critical_lr import Observation, make_search
 from phantom_theory.errors import PhantomError
 from phantom_theory.options import options_attrs
 from phantom_theory.provenance import provenance
@@ -26,8 +26,11 @@ from .store import SweepStore
 
 
 def expected_runs(spec: SweepSpec) -> int:
-    """About how many runs a group search takes (the grid plus two bisections)."""
+    """About how many runs a group search takes: the root-finder's few per edge, or
+    the grid plus two bisections."""
     s = spec.search
+    if s.method == "root":
+        return 6 + (6 if s.find_max else 0)
     ratio = (s.hi / s.lo) ** (1 / (s.grid_points - 1))
     bisections = max(1, math.ceil(math.log2(math.log(ratio) / math.log1p(s.tolerance))))
     return s.grid_points + (2 if s.find_max else 1) * bisections
@@ -41,7 +44,8 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     from ..training.batched import BatchedEngine
     from ..training.loop import run
 
-    searches = {key: GroupSearch(spec.search) for key in keys}
+    seeds = start_points(spec, keys, loaded)
+    searches = {key: make_search(spec.search, seeds.get(key)) for key in keys}
     records: list[dict] = []
     queue: deque = deque()
     group_of: dict[int, tuple] = {}
@@ -51,7 +55,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
 
     def accept(key, record):
         records.append(record)
-        searches[key].observe(Observation(record["lr"], record["flipped"], record["outcome"]))
+        searches[key].observe(observation_of(record))
         refill(key)
         if bar is not None:
             bar.total = max(bar.total or 0, bar.n + 1)
@@ -91,7 +95,38 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     unfinished = [key for key, search in searches.items() if not search.done]
     if unfinished:
         raise RuntimeError(f"searches ended unfinished: {unfinished}")
-    return records, {key: search.summary() for key, search in searches.items()}
+    summaries = {key: {**search.summary(), "seed_lr": seeds.get(key, math.nan)}
+                 for key, search in searches.items()}
+    return records, summaries
+
+
+def observation_of(record: dict) -> Observation:
+    """What a search is told of a finished run, from its record (a run file's, or a
+    row of a thin sweep table; records that predate the proxies carry NaN)."""
+    return Observation(record["lr"], bool(record["flipped"]), str(record["outcome"]),
+                       float(record.get("margin_start", math.nan)),
+                       float(record.get("margin_max", math.nan)),
+                       float(record.get("margin_end", math.nan)),
+                       None if "ahead_at_end" not in record else bool(record["ahead_at_end"]))
+
+
+def start_points(spec: SweepSpec, keys: list[tuple], loaded) -> dict[tuple, float]:
+    """Where each group's eta_c search starts: the linear theory's |m0| / (T G0),
+    measured at initialisation with the group's own mode, optimizer and LoRA seed
+    (empty for the bisect method or a blind start)."""
+    if spec.search.method != "root" or spec.search.start != "linear":
+        return {}
+    from ..at_init import linear_predictions
+
+    out = {}
+    for seed in sorted({key[4] for key in keys}):
+        group = [key for key in keys if key[4] == seed]
+        template = spec.run_options(group[0], 1.0)
+        predicted = linear_predictions(loaded, [key[1] for key in group], template.mode,
+                                       template.optimizer, spec.steps, template.lora, seed,
+                                       template.eps, template.model)
+        out.update({key: predicted[key[1]][2] for key in group})
+    return out
 
 
 def batches(spec: SweepSpec) -> dict[tuple, list[tuple]]:

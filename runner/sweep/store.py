@@ -12,6 +12,7 @@ import numpy as np
 from phantom_theory.errors import PhantomError
 from phantom_theory.io import remove_stale_temporaries, write_text
 from phantom_theory.schema import GROUP_DIMS
+from phantom_theory.sweep import open_sweep, run_records
 from phantom_theory.trajectory import open_run, write_run
 
 from .spec import SPEC_NAME, SWEEP_NAME, SweepSpec
@@ -27,6 +28,19 @@ def _safe(name: str) -> str:
     return name.replace("/", "--")
 
 
+def margin_proxies(ds) -> dict:
+    """The search's proxies of a run (THEORY.md section 6): m0, f = the largest
+    margin over steps 1..T, g = the margin at the last finite step, and whether c
+    is ahead there (NaN where no step is finite)."""
+    margin = ds.margin.values.astype(float)
+    later = margin[1:][np.isfinite(margin[1:])]
+    finite = np.flatnonzero(np.isfinite(margin))
+    return {"margin_start": float(margin[0]),
+            "margin_max": float(later.max()) if later.size else float("nan"),
+            "margin_end": float(margin[finite[-1]]) if finite.size else float("nan"),
+            "ahead_at_end": bool(ds.ahead_at_end)}
+
+
 class SweepStore:
     """The sweep folder: spec.json, sweep.nc, and one folder per group,
     runs/<model>/<context>/<mode>-<optimizer>-seed<seed>/, holding one lr<lr>.nc per
@@ -35,8 +49,23 @@ class SweepStore:
 
     def __init__(self, root, spec: SweepSpec, overwrite: bool = False, check: bool = True):
         self.root, self.spec = Path(root), spec
+        self.recorded: dict[tuple, dict] = {}
         if check:
             self._claim(overwrite)
+        else:
+            self.recorded = self._read_record()
+
+    def _read_record(self) -> dict[tuple, dict]:
+        """The runs the folder's sweep.nc records, by (group, lr): a thin record
+        (the table without its trajectories) resumes from these."""
+        path = self.root / SWEEP_NAME
+        if not path.is_file():
+            return {}
+        try:
+            records = run_records(open_sweep(path))
+        except PhantomError:
+            return {}
+        return {(tuple(r[d] for d in GROUP_DIMS), float(r["lr"])): r for r in records}
 
     def _claim(self, overwrite: bool) -> None:
         spec_path = self.root / SPEC_NAME
@@ -54,6 +83,8 @@ class SweepStore:
                     "discard its runs")
             if not same and overwrite:
                 shutil.rmtree(self.root / "runs", ignore_errors=True)
+            else:
+                self.recorded = self._read_record()
             if not same:
                 # A change that leaves every run's definition alone (the bracket, the
                 # tolerance, the groups) keeps the runs that the new spec still has.
@@ -87,7 +118,8 @@ class SweepStore:
         """The record of a finished run, or None if it is not on disk (or unreadable)."""
         path = self.path(group, lr)
         if not path.is_file():
-            return None
+            record = self.recorded.get((tuple(group), float(lr)))
+            return dict(record) if record is not None else None
         try:
             ds = open_run(path)
             if "outcome" not in ds or float(ds.lr) != lr:
@@ -119,6 +151,7 @@ class SweepStore:
             "phi_start": float(ds.phi[0]), "phi_end": float(ds.phi[last]),
             "drag_change": float(ds.drag_change), "n_jumps": int(ds.sizes.get("jump", 0)),
             "n_phantom_jumps": int(ds.jump_phantom.sum()) if "jump_phantom" in ds else 0,
+            **margin_proxies(ds),
             "file": str(path.relative_to(self.root)),
         }
 

@@ -95,6 +95,16 @@ class AdditiveTheory(Theory):
         architecture."""
         return {**super().data_arrays(data), "q_onehot": onehot(data.arch, data.n_models)}
 
+    def additive_terms(self, data):
+        """Inside a pm.Model: the data (as pm.Data), mu, gamma and sigma, created in
+        this order (the order fixes the sampler's parameter vector)."""
+        import pymc as pm
+
+        d = {name: pm.Data(name, value) for name, value in self.data_arrays(data).items()}
+        mu = self.rv("mu")
+        gamma = context_effects(self, data, self.rv("tau_gamma"))
+        return d, mu, gamma, self.rv("sigma")
+
     def prior_draw(self, n_models, n_contexts, rng):
         """Parameters drawn from ``priors``, and with levels the standardised levels
         z_alpha (models,) ~ Normal(0, 1)."""

@@ -13,7 +13,6 @@ import numpy as np
 from .additive import (
     ADDITIVE_PRIORS,
     AdditiveTheory,
-    context_effects,
     draw_levels,
     gamma_draws,
     integrated_levels,
@@ -37,11 +36,7 @@ class Hierarchical(AdditiveTheory):
         import pymc as pm
 
         with pm.Model(coords=self.model_coords(coords)) as model:
-            d = {name: pm.Data(name, value) for name, value in self.data_arrays(data).items()}
-            mu = self.rv("mu")
-            tau_gamma = self.rv("tau_gamma")
-            gamma = context_effects(self, data, tau_gamma)
-            sigma = self.rv("sigma")
+            d, mu, gamma, sigma = self.additive_terms(data)
             tau = self.rv("tau")
             residual = (d["y_obs"] - (mu + gamma[d["context_index"]]))[:, None]
             pm.Potential("rows", integrated_levels(d, residual, sigma, tau).sum())

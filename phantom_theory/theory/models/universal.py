@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .additive import ADDITIVE_PRIORS, AdditiveTheory, context_effects, gamma_draws
+from .additive import ADDITIVE_PRIORS, AdditiveTheory, gamma_draws
 from .base import exchangeable_logpdf
 
 
@@ -26,11 +26,7 @@ class Universal(AdditiveTheory):
         import pymc as pm
 
         with pm.Model(coords=self.model_coords(coords)) as model:
-            d = {name: pm.Data(name, value) for name, value in self.data_arrays(data).items()}
-            mu = self.rv("mu")
-            tau_gamma = self.rv("tau_gamma")
-            gamma = context_effects(self, data, tau_gamma)
-            sigma = self.rv("sigma")
+            d, mu, gamma, sigma = self.additive_terms(data)
             pm.Normal("y", mu + gamma[d["context_index"]], sigma, observed=d["y_obs"],
                       shape=d["arch_index"].shape)
         return model

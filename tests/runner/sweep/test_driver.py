@@ -3,6 +3,8 @@ once, and the sweep Dataset written with its provenance."""
 
 import json
 
+import numpy as np
+
 from phantom_theory.sweep import open_sweep
 from tests.conftest import assert_same_table
 
@@ -27,3 +29,24 @@ def test_the_sweep_dataset_round_trips_with_provenance(small_sweep):
     for key in ("git_commit", "sweep_spec_sha256", "search_tolerance", "run_dtype", "torch_version"):
         assert key in back.attrs, key
     assert json.loads(back.attrs["sweep_spec"])["steps"] == 20
+
+
+def test_the_root_and_bisect_searches_agree_within_the_tolerance(tmp_path):
+    import dataclasses
+
+    from runner.sweep import load_spec, run_sweep
+    from tests.conftest import write_spec
+
+    spec = load_spec(write_spec(tmp_path))
+    answers = {}
+    for method in ("bisect", "root"):
+        search = dataclasses.replace(spec.search, method=method, tolerance=0.01, find_max=False)
+        answers[method] = run_sweep(dataclasses.replace(spec, search=search), tmp_path / method)
+    bisect, root = answers["bisect"], answers["root"]
+    assert set(root.eta_c_status.values.ravel()) == {"resolved"}
+    # each certified bracket contains the other's answer: the same edge, to 1%
+    assert ((root.eta_c_lo <= bisect.eta_c_hi) & (bisect.eta_c_lo <= root.eta_c_hi)).all()
+    assert (abs(root.eta_c / bisect.eta_c - 1) <= 0.01).all()
+    assert int(root.n_runs.sum()) * 2 <= int(bisect.n_runs.sum())
+    # the root search started where the linear theory put the flip
+    assert (root.seed_lr > 0).all() and (abs(np.log(root.seed_lr / root.eta_c)) < np.log(3)).all()

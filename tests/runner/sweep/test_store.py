@@ -31,10 +31,14 @@ def test_a_changed_spec_in_the_same_folder_is_refused(small_sweep):
         run_sweep(dataclasses.replace(spec, steps=21), root)
 
 
-def test_a_finer_search_or_more_groups_reuse_the_finished_runs(tmp_path):
+@pytest.mark.parametrize("method", ["bisect", "root"])
+def test_a_finer_search_or_more_groups_reuse_the_finished_runs(tmp_path, method):
     """Changing the search or the groups, not the runs, extends the sweep: every
-    finished run is reused untouched, and a dropped group's runs are removed."""
+    finished run is reused untouched, and a dropped group's runs are removed. A finer
+    bisection asks for every run the coarser one made; a finer root search starts
+    from the same seed but may close in on other points."""
     spec = load_spec(write_spec(tmp_path))
+    spec = dataclasses.replace(spec, search=dataclasses.replace(spec.search, method=method))
     narrow = dataclasses.replace(spec, contexts=("shame-guilt",))
     first = run_sweep(narrow, tmp_path / "out")
     out = tmp_path / "out"
@@ -42,7 +46,11 @@ def test_a_finer_search_or_more_groups_reuse_the_finished_runs(tmp_path):
     finer = dataclasses.replace(spec, search=dataclasses.replace(spec.search, tolerance=0.02))
     ds = run_sweep(finer, out)
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
-    assert set(first.run_file.values.tolist()) < set(ds.run_file.values.tolist())
+    reused = set(first.run_file.values.tolist()) & set(ds.run_file.values.tolist())
+    if method == "bisect":
+        assert set(first.run_file.values.tolist()) < set(ds.run_file.values.tolist())
+    else:
+        assert reused   # at least the seed run, as it was
     assert set(ds.context.values) == set(spec.contexts)
     back = run_sweep(dataclasses.replace(finer, contexts=("shame-guilt",)), out)
     assert list(out.glob("runs/*/shame-guilt/*/*.nc"))
@@ -88,3 +96,18 @@ def test_a_sweep_killed_mid_way_resumes_to_the_same_table(tmp_path, small_sweep)
     assert not list(out.glob("runs/**/.*tmp*"))
     assert sorted(files) == sorted(uninterrupted.run_file.values.tolist())
     assert_same_table(ds, uninterrupted)
+
+
+def test_a_thin_record_resumes_without_running_anything(tmp_path, small_sweep):
+    """The sweep table and spec alone (no trajectories, as data/real publishes them)
+    replay every search on a new machine and run nothing new."""
+    import shutil
+
+    spec, root, ds = small_sweep
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for name in ("sweep.nc", "spec.json"):
+        shutil.copy2(root / name, thin / name)
+    resumed = run_sweep(spec, thin)
+    assert not list(thin.glob("runs/**/*.nc"))
+    assert_same_table(resumed, ds)

@@ -1,16 +1,10 @@
-"""The critical learning rate eta_c and the stability edge eta_max (THEORY.md section 6).
+"""The grid-and-bisection search (``method = "bisect"``), kept as the reference the
+root-finder is measured against.
 
-For one group (model, context, mode, optimizer, seed):
-
-    eta_c   = inf { eta : c overtakes k within T steps }
-    eta_max = inf { eta > eta_c : the run ends unstable or diverged }
-
-Both are found the same way: a log-spaced grid over the bracket [lo, hi], then
-bisection in log eta between the two grid points that straddle the edge, until
+For one group: a log-spaced grid over the bracket [lo, hi], then bisection in
+log eta between the two grid points that straddle each edge, until
 hi / lo - 1 <= tolerance. A bracket that does not contain an edge is reported as
-such (the edge lies below lo or above hi); no value is invented. The searches are
-pure state machines: they propose learning rates and are told outcomes, so the
-same code serves every executor and a resumed sweep replays them exactly.
+such (the edge lies below lo or above hi); no value is invented.
 """
 
 from __future__ import annotations
@@ -18,39 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from .errors import PhantomError
-
-RESOLVED, BELOW, ABOVE, UNDEFINED = "resolved", "below_bracket", "above_bracket", "undefined"
-EDGE_STATUSES = (RESOLVED, BELOW, ABOVE, UNDEFINED)
-UNSTABLE = ("unstable", "diverged")
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """lo, hi: the learning-rate bracket; tolerance: stop bisecting once
-    hi / lo - 1 <= tolerance; grid_points: log-spaced points over [lo, hi], both
-    ends included; find_max: also locate the stability edge eta_max."""
-
-    lo: float = 1e-5
-    hi: float = 10.0
-    tolerance: float = 0.01
-    grid_points: int = 8
-    find_max: bool = True
-
-    def __post_init__(self):
-        if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
-            raise PhantomError(f"the lr bracket must satisfy 0 < lo < hi, not lo={self.lo}, "
-                               f"hi={self.hi}")
-        if not 0 < self.tolerance < 1:
-            raise PhantomError(f"the relative tolerance must lie in (0, 1), not {self.tolerance}")
-        if self.grid_points < 2:
-            raise PhantomError(f"the bracket needs at least 2 grid points, not {self.grid_points}")
-
-    def grid(self) -> list[float]:
-        """The grid_points log-spaced learning rates over [lo, hi], both ends included."""
-        return [float(x) for x in np.geomspace(self.lo, self.hi, self.grid_points)]
+from .common import ABOVE, BELOW, RESOLVED, UNDEFINED, Observation, SearchOptions
 
 
 @dataclass
@@ -76,20 +38,6 @@ class Bisection:
             self.lo = lr
 
 
-@dataclass(frozen=True)
-class Observation:
-    """A finished run as a search sees it: its lr, whether it flipped, its outcome."""
-
-    lr: float
-    flipped: bool
-    outcome: str
-
-    @property
-    def unstable(self) -> bool:
-        """The run ended unstable or diverged: past the stability edge."""
-        return self.outcome in UNSTABLE
-
-
 @dataclass
 class Edge:
     """What is known of one edge (eta_c or eta_max)."""
@@ -112,7 +60,7 @@ class Edge:
 
 
 @dataclass
-class GroupSearch:
+class BisectSearch:
     """eta_c and eta_max of one group. ``pending()`` gives the learning rates to run
     next; ``observe`` takes each finished run. Done when nothing is pending and
     nothing is awaited."""
@@ -214,13 +162,3 @@ class GroupSearch:
         }
 
 
-def geometric_summary(values) -> dict:
-    """Geometric mean, geometric standard deviation and range of positive values
-    (NaN when there are none)."""
-    values = np.asarray([v for v in values if np.isfinite(v) and v > 0], dtype=float)
-    if not values.size:
-        return {"mean": math.nan, "gsd": math.nan, "min": math.nan, "max": math.nan, "n": 0}
-    logs = np.log(values)
-    return {"mean": float(np.exp(logs.mean())),
-            "gsd": float(np.exp(logs.std(ddof=1))) if values.size > 1 else math.nan,
-            "min": float(values.min()), "max": float(values.max()), "n": int(values.size)}
