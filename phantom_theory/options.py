@@ -154,18 +154,26 @@ def flat_values(options) -> dict:
     return out
 
 
-def _build(cls, flat: dict, prefix: str = ""):
-    kwargs = {}
+def _build(cls, flat: dict):
+    """``cls`` from leaf values by flat name; nested options are built from their
+    leaves, and a field without a value keeps its default."""
+    values: dict[tuple[str, ...], object] = {}
+    for name, path, _, _ in flat_fields(cls):
+        if name in flat:
+            values[path] = flat[name]
+    return _construct(cls, values)
+
+
+def _construct(cls, values: dict[tuple[str, ...], object]):
+    kwargs, nested = {}, {}
+    for path, value in values.items():
+        if len(path) == 1:
+            kwargs[path[0]] = value
+        else:
+            nested.setdefault(path[0], {})[path[1:]] = value
     hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        hint = hints[f.name]
-        name = f"{prefix}{f.name}"
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-            kwargs[f.name] = _build(hint, flat, name + NESTED_SEPARATOR)
-        elif name in flat:
-            kwargs[f.name] = flat[name]
+    for name, leaves in nested.items():
+        kwargs[name] = _construct(hints[name], leaves)
     return cls(**kwargs)
 
 
