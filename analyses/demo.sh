@@ -22,7 +22,7 @@ phantom quantities --spec "$spec" --out "$out/quantities.nc" --overwrite
 # sits near zero and a fold now and then misses the gate by a hair (one
 # divergence in 8000 draws, or r_hat 1.011); the report marks any such fit.
 phantom loao --fit-on "$out/demo-sweep" "$out/quantities.nc" --mode full --optimizer sgd \
-    --draws 2000 --allow-unconverged --out "$out/theory"
+    --draws 2000 --allow-unconverged --out "$out/theory" --overwrite
 
 phantom report "$out" -o "$out/report.html" --overwrite
 echo "open $out/report.html"

@@ -20,7 +20,7 @@ phantom sweep "$spec" --out "$work/sweep" --engine "${PHANTOM_ENGINE:-sequential
 [ -f "$work/quantities.nc" ] || phantom quantities --spec "$spec" --modes lora full \
     --optimizers sgd --hessian-tol 1e-2 --hessian-max-iter 20 --out "$work/quantities.nc"
 phantom loao --fit-on "$work/sweep" "$work/quantities.nc" --mode full --optimizer sgd \
-    --draws 2000 --allow-unconverged --out "$work/theory"
+    --draws 2000 --allow-unconverged --out "$work/theory" --overwrite
 python "$here/analyses/real_publish.py" "$work" "$here/data/real"
 phantom report "$here/data/real" -o "$here/data/real/report.html" --overwrite
 python "$here/analyses/real_tables.py" "$here/data/real"

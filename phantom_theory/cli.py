@@ -56,9 +56,10 @@ def cmd_plot(args):
 
 
 def cmd_sweep_show(args):
-    from .sweep import open_sweep, sweep_table
+    from .options import options_from_args
+    from .sweep import BandOptions, open_sweep, sweep_table
 
-    print(sweep_table(open_sweep(args.path)))
+    print(sweep_table(open_sweep(args.path), options_from_args(BandOptions, args)))
 
 
 def cmd_plot_sweep(args):
@@ -81,13 +82,33 @@ def _table(args):
                            "quantities file")
     sweep_path, quantities_path = args.fit_on
     options = options_from_args(TableOptions, args)
-    return theory_table(open_quantities(quantities_path), open_sweep(sweep_path), options)
+    quantities, sweep = open_quantities(quantities_path), open_sweep(sweep_path)
+    for dim, value in (("mode", options.mode), ("optimizer", options.optimizer)):
+        if value not in sweep[dim].values:
+            raise PhantomError(f"the sweep {sweep_path} has no {dim} {value!r} (it has "
+                               f"{', '.join(map(str, sweep[dim].values))}); choose one with "
+                               f"--{dim}")
+        if value not in quantities[dim].values:
+            raise PhantomError(f"the quantities {quantities_path} have no G0 for {dim} "
+                               f"{value!r}; measure them with `phantom quantities --{dim}s "
+                               f"{value}`")
+    return theory_table(quantities, sweep, options)
 
 
 def _fit_options(args):
+    """The fit options, and the command's other numbers, checked before any file is
+    read."""
     from .options import options_from_args
     from .theory.fit import FitOptions
+    from .theory.table import TableOptions
 
+    options_from_args(TableOptions, args)
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise PhantomError(f"--workers must be at least 1, not {workers}")
+    if getattr(args, "held_out", None) is not None and not args.held_out.strip():
+        raise PhantomError("--held-out is empty (''); name the architecture to predict, a "
+                           "model of the sweep")
     return options_from_args(FitOptions, args)
 
 
@@ -119,7 +140,8 @@ def cmd_fit(args):
     from .theory.summaries import summary_text
 
     check_output_path(args.out, args.overwrite)
-    table, options = _table(args), _fit_options(args)
+    options = _fit_options(args)
+    table = _table(args)
     fit = TheoryFitter(args.theory, table, options).fit()
     write_fit(fit, table, options, _provenance(args), args.out, args.overwrite)
     print(summary_text(fit, table))
@@ -127,12 +149,13 @@ def cmd_fit(args):
     _gate([(fit.theory, fit.diagnostics)], args)
 
 
-def _evaluate(args, theories):
+def _evaluate(args, theories, attrs=None):
     from .theory.compare import evaluate
 
-    table, options = _table(args), _fit_options(args)
+    options = _fit_options(args)
+    table = _table(args)
     return table, options, evaluate(table, theories, options, workers=args.workers,
-                                    attrs=_provenance(args))
+                                    attrs=attrs or _provenance(args))
 
 
 def _all_diagnostics(evaluation) -> list[tuple[str, dict]]:
@@ -161,7 +184,8 @@ def cmd_predict(args):
     from .theory.predict import predict_architecture, write_prediction
 
     check_output_path(args.out, args.overwrite)
-    table, options = _table(args), _fit_options(args)
+    options = _fit_options(args)
+    table = _table(args)
     if args.held_out not in table.model.values:
         raise PhantomError(f"{args.held_out!r} is neither in the sweep nor in the quantities")
     fit = TheoryFitter(args.theory, table, options).fit(held_out=args.held_out)
@@ -185,18 +209,41 @@ def cmd_score(args):
     import json
 
     from .sweep import open_sweep
-    from .theory.predict import calibration_table, open_prediction, score
+    from .theory.predict import (
+        calibration_table,
+        check_commit,
+        committed_before,
+        open_prediction,
+        score,
+    )
     from .theory.table import TableOptions, measured
 
-    prediction = open_prediction(args.prediction)
+    prediction = open_prediction(args.prediction)   # a mismatch is a failure, exit 2
+    committed = check_commit(args.prediction, args.commit) if args.commit else None
     options = TableOptions(**json.loads(prediction.attrs["table_options_json"]))
     sweep = open_sweep(args.sweep)
     held_out = prediction.attrs["held_out"]
     if held_out not in sweep.model.values:
         raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
+    if committed is not None and committed_before(committed["committed"],
+                                                  str(sweep.attrs.get("created"))) is False:
+        raise PhantomError(
+            f"commit {committed['commit'][:12]} ({committed['committed']}) is later than the "
+            f"sweep {args.sweep} (written {sweep.attrs.get('created')}): the prediction was "
+            "not committed before its sweep existed, so it is no pre-registration")
     eta_c, eta_max = measured(sweep, options.mode, options.optimizer)
     result = score(prediction, eta_c.sel(model=held_out), eta_max.sel(model=held_out))
-    print(f"prediction SHA-256 {result['prediction_sha256']} (verified)")
+    print(f"prediction SHA-256 {result['prediction_sha256']} (verified: the file matches "
+          "the hash it records)")
+    if committed is not None:
+        print(f"pre-registered: the file is its content at commit {committed['commit'][:12]} "
+              f"({committed['committed']}), before the sweep was written "
+              f"({sweep.attrs.get('created')})")
+    gate = "passed" if int(prediction.attrs.get("diagnostics_passed", 0)) else "FAILED"
+    print(f"its fit ({prediction.attrs.get('sampler', '?')}) {gate} the diagnostics gate: "
+          f"max r_hat {float(prediction.attrs.get('diagnostics_max_rhat', float('nan'))):.4f}, "
+          f"min bulk ESS {float(prediction.attrs.get('diagnostics_min_ess_bulk', float('nan'))):.0f}, "
+          f"{prediction.attrs.get('diagnostics_divergences', '?')} divergences")
     print(calibration_table([result]))
     if "measured_eta_max" in result:
         print(f"2 / lambda0 against the measured eta_max {result['measured_eta_max']:.4g}: "
@@ -204,36 +251,44 @@ def cmd_score(args):
 
 
 def cmd_loao(args):
-    from .io import check_output_folder
+    import uuid
+
+    from .io import atomic_folder, check_output_folder, write_manifest
     from .schema import write_dataset
     from .theory.compare import comparison_table
     from .theory.predict import calibration_table, score, scores_dataset, write_prediction
     from .theory.results import write_fit
 
-    out = check_output_folder(args.out)
-    table, options, evaluation = _evaluate(args, args.theories)
-    attrs = _provenance(args)
-    for folder in (out, out / "predictions", out / "fits"):
-        folder.mkdir(parents=True, exist_ok=True)
-    # Pre-registration: every prediction is on disk, hashed, before any is scored.
-    for (theory, held_out), prediction in evaluation.predictions().items():
-        write_prediction(prediction, out / "predictions" / f"{theory}--{held_out}.nc",
-                         overwrite=True)
-    scores = [score(prediction, table.eta_c.sel(model=held_out), table.eta_max.sel(model=held_out))
-              for (theory, held_out), prediction in evaluation.predictions().items()]
-    write_dataset(table, out / "table.nc", "theory-table", overwrite=True)
-    comparison = evaluation.comparison()
-    comparison.attrs.update(attrs)
-    write_dataset(comparison, out / "comparison.nc", "comparison", overwrite=True)
-    scored = scores_dataset(scores)
-    scored.attrs.update(attrs)
-    write_dataset(scored, out / "scores.nc", "scores", overwrite=True)
-    for fit in evaluation.fits():
-        write_fit(fit, table, options, attrs, out / "fits" / f"{fit.theory}.nc", overwrite=True)
+    out = check_output_folder(args.out, overwrite=args.overwrite)
+    # Every file this run writes carries its id; the folder appears whole, with a
+    # manifest of its files, or not at all (a killed run leaves the old one).
+    run_id = uuid.uuid4().hex
+    attrs = _provenance(args, {"loao_run_id": run_id})
+    table, options, evaluation = _evaluate(args, args.theories, attrs)
+    table = table.assign_attrs(loao_run_id=run_id)
+    with atomic_folder(out, args.overwrite) as folder:
+        for sub in ("predictions", "fits"):
+            (folder / sub).mkdir()
+        # Pre-registration: every prediction is on disk, hashed, before any is scored.
+        for (theory, held_out), prediction in evaluation.predictions().items():
+            write_prediction(prediction, folder / "predictions" / f"{theory}--{held_out}.nc")
+        scores = [score(prediction, table.eta_c.sel(model=held_out),
+                        table.eta_max.sel(model=held_out))
+                  for (theory, held_out), prediction in evaluation.predictions().items()]
+        write_dataset(table, folder / "table.nc", "theory-table")
+        comparison = evaluation.comparison()
+        comparison.attrs.update(attrs)
+        write_dataset(comparison, folder / "comparison.nc", "comparison")
+        scored = scores_dataset(scores)
+        scored.attrs.update(attrs)
+        write_dataset(scored, folder / "scores.nc", "scores")
+        for fit in evaluation.fits():
+            write_fit(fit, table, options, attrs, folder / "fits" / f"{fit.theory}.nc")
+        write_manifest(folder, run_id, "loao")
     print(comparison_table(comparison))
     print()
     print(calibration_table(scores))
-    print(f"saved {out}/ (table, comparison, scores, fits/, predictions/)")
+    print(f"saved {out}/ (table, comparison, scores, fits/, predictions/; run {run_id[:12]})")
     _gate(_all_diagnostics(evaluation), args)
 
 
@@ -275,6 +330,10 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser("sweep-show", help="print a sweep's eta_c table")
     p.add_argument("path", help="sweep folder or its sweep.nc")
+    from .options import add_option_arguments
+    from .sweep import BandOptions
+
+    add_option_arguments(p, BandOptions)
     p.set_defaults(func=cmd_sweep_show)
 
     p = commands.add_parser("plot-sweep", help="draw outcome against lr for every group")
@@ -299,8 +358,8 @@ def add_commands(commands) -> None:
                        choices=sorted(THEORIES))
         p.add_argument("--workers", type=int, default=2, help="parallel fitting processes")
         p.add_argument("--out", required=True, help=out)
-        if name == "compare":
-            p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace an existing output (a results folder as a whole)")
         p.set_defaults(func=func)
 
     p = commands.add_parser("predict", help="blind prediction of a held-out architecture")
@@ -313,6 +372,9 @@ def add_commands(commands) -> None:
     p = commands.add_parser("score", help="score a prediction against a sweep of its model")
     p.add_argument("prediction")
     p.add_argument("--sweep", required=True, help="sweep folder or sweep.nc with the held-out runs")
+    p.add_argument("--commit", metavar="REV", default=None,
+                   help="check that the prediction is its content at this git commit, made "
+                        "before the sweep (the pre-registration)")
     p.set_defaults(func=cmd_score)
 
     p = commands.add_parser("report", help="one self-contained HTML report of a results folder")

@@ -1,5 +1,6 @@
 """The order parameter Phi, its exact split into signal and drag, and the
-readout/geometry attribution of its change (THEORY.md sections 2, 3 and 5).
+readout/geometry attribution of the change of Phi and of the drag (THEORY.md
+sections 2 to 5).
 
 Every function here takes numpy arrays or torch tensors with any leading batch
 dimensions and uses only operations both libraries share. The runner calls them
@@ -106,6 +107,16 @@ def decompose(p, weights, s_ck, c: int, k: int):
     return phi, None if s_ck is None else signal(p, s_ck, c, k), delta
 
 
+def split_change(before, mixed, after):
+    """(readout, geometry) = (mixed - before, after - mixed) of a quantity X(p, S).
+
+    ``mixed`` is X(p_{t+1}, S_t): the next distribution read through the previous
+    geometry. The two parts add up to after - before up to one rounding each, and
+    the geometry part is exactly 0 when ``mixed`` is ``after`` (a frozen geometry).
+    """
+    return mixed - before, after - mixed
+
+
 def attribution(p_after, weights_before, phi_before, phi_after):
     """Split Phi(t+1) - Phi(t) into a readout part and a geometry part.
 
@@ -116,8 +127,20 @@ def attribution(p_after, weights_before, phi_before, phi_after):
     weights of both steps are one array, Phi(p_{t+1}, S_t) is Phi(p_{t+1}, S_{t+1})
     computed the same way, and the geometry part is exactly 0.
     """
-    phi_mixed = order_parameter(p_after, weights_before)
-    return phi_mixed - phi_before, phi_after - phi_mixed
+    return split_change(phi_before, order_parameter(p_after, weights_before), phi_after)
+
+
+def drag_attribution(p_after, weights_before, delta_before, delta_after, c: int, k: int):
+    """Split delta(t+1) - delta(t) as Phi's change is split (THEORY.md section 4).
+
+    readout  = delta(p_{t+1}, S_t)     - delta(p_t, S_t)
+    geometry = delta(p_{t+1}, S_{t+1}) - delta(p_{t+1}, S_t)
+
+    delta(p_{t+1}, S_t) is computed by ``decompose``, the same arithmetic as the
+    drag itself, so under a frozen geometry the geometry part is exactly 0.
+    """
+    mixed = decompose(p_after, weights_before, None, c, k)[2]
+    return split_change(delta_before, mixed, delta_after)
 
 
 def readout_share(readout, geometry):

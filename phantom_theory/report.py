@@ -20,7 +20,7 @@ from .plots import plot_calibration, plot_classes, plot_levels, plot_sweep, plot
 from .plots.common import plt
 from .provenance import provenance
 from .schema import SCHEMAS, schema_of
-from .sweep import open_sweep, sweep_table
+from .sweep import band_tables, open_sweep, sweep_table
 from .theory.compare import comparison_table
 from .theory.models import get_theory
 from .theory.predict import calibration_table
@@ -67,6 +67,46 @@ def discover(root: Path) -> dict:
     return {**found, "fits": fits}
 
 
+def check_results(root: Path) -> list[str]:
+    """Refuse a results folder that mixes the output of two ``phantom loao`` runs: a
+    folder with a manifest must hold exactly its files, unchanged; one without (a
+    folder with scores.nc) must carry one run id (``loao_run_id``) in all its files.
+    Returns a warning for each folder too old to be checked."""
+    import xarray as xr
+
+    from .io import MANIFEST_NAME, check_manifest
+
+    checked = [m.parent for m in sorted(root.rglob(MANIFEST_NAME))]
+    for folder in checked:
+        check_manifest(folder)
+    theory = {SCHEMAS[k] for k in ("theory-table", "comparison", "scores", "prediction")}
+    notes = []
+    for folder in sorted({p.parent for p in root.rglob("*.nc")
+                          if schema_of(p) == SCHEMAS["scores"]} - set(checked)):
+        files = [(p, None) for p in sorted(folder.glob("*.nc")) if schema_of(p) in theory]
+        files += [(p, None) for p in sorted(folder.glob("predictions/*.nc"))]
+        files += [(p, "posterior") for p in sorted(folder.glob("fits/*.nc"))]
+        ids = {}
+        for path, group in files:
+            try:
+                with xr.open_dataset(path, engine="netcdf4", group=group) as ds:
+                    ids[path] = str(ds.attrs.get("loao_run_id", ""))
+            except (OSError, ValueError):
+                raise PhantomError(f"{path} is not a readable results file; write {folder} "
+                                   "again with `phantom loao --overwrite`") from None
+        distinct = sorted(set(ids.values()))
+        if len(distinct) > 1:
+            first, other = (next(p for p, i in ids.items() if i == d) for d in distinct[:2])
+            raise PhantomError(
+                f"{folder} mixes the results of two loao runs: {first.relative_to(folder)} is "
+                f"from run {distinct[0] or '(none)'}, {other.relative_to(folder)} from run "
+                f"{distinct[1] or '(none)'}; rerun `phantom loao --overwrite` into it")
+        if distinct == [""]:
+            notes.append(f"{folder} was written before loao recorded its run, so it cannot be "
+                         "checked for results mixed from two runs")
+    return notes
+
+
 def _bracketing_runs(sweep, folder: Path, limit: int = 2) -> list[tuple[str, Path, Path]]:
     """(label, run below eta_c, run above) for the first groups with a resolved eta_c."""
     out = []
@@ -94,6 +134,8 @@ def build_report(root, title: str = "phantom-theory report") -> str:
     root = Path(root)
     if not root.is_dir():
         raise PhantomError(f"{root} is not a folder of results")
+    warnings = "".join(f"<p class=note><strong>Warning:</strong> {html.escape(note)}</p>"
+                       for note in check_results(root))
     found = discover(root)
     sections = []
     for path in found.get(SCHEMAS["trajectory"], [])[:4]:
@@ -117,7 +159,12 @@ def build_report(root, title: str = "phantom-theory report") -> str:
             + _figure(plot_sweep(sweep), "outcome against learning rate, η_c and η_max marked")
             + (f"<h3>Trajectories bracketing η_c, with jumps shaded</h3><div class=grid>"
                f"{''.join(figures)}</div>" if figures else "")
-            + f"<pre>{html.escape(sweep_table(sweep))}</pre>")
+            + f"<pre>{html.escape(sweep_table(sweep, by_band=False))}</pre>"
+            + "<h3>Failure modes and jumps by band of lr / η_c</h3><p class=note>Outcome "
+              "counts per group, and jumps per architecture by kind (onset, catapult, jump) "
+              "with their phantom share, in bands of lr / η_c: never pooled over bands, "
+              "kinds or the runs a search happened to evaluate.</p>"
+            + f"<pre>{html.escape(band_tables(sweep))}</pre>")
     tables = found.get(SCHEMAS["theory-table"], [])
     table = open_table(tables[0]) if tables else None
     for path in found.get(SCHEMAS["comparison"], []):
@@ -152,7 +199,7 @@ def build_report(root, title: str = "phantom-theory report") -> str:
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<p class=note>{html.escape(str(root))} · made {created}</p>{''.join(sections)}"
+            f"<p class=note>{html.escape(str(root))} · made {created}</p>{warnings}{''.join(sections)}"
             f"{footer}</body></html>")
 
 

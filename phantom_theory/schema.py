@@ -19,21 +19,33 @@ from .io import atomic_write
 
 SCHEMA_ATTR = "phantom_schema"
 
-# kind -> (schema string, what a user calls it, variables a file of the kind must hold)
+# kind -> (schema string, what a user calls it, the variables a file of the kind must
+# hold, each with the dims it must have at least)
+_MC = ("model", "context")
+_GROUP = ("model", "context", "mode", "optimizer", "seed")
 KINDS = {
     "trajectory": ("phantom-theory/trajectory/1", "trajectory (.nc from `phantom run`)",
-                   ("loss", "phi", "signal", "drag", "outcome")),
+                   {**dict.fromkeys(("loss", "phi", "signal", "drag", "step"), ("step",)),
+                    **dict.fromkeys(("outcome", "model", "context", "mode", "optimizer", "lr",
+                                     "seed"), ())}),
     "sweep": ("phantom-theory/sweep/1", "sweep (sweep.nc from `phantom sweep`)",
-              ("eta_c", "eta_c_status", "run_lr", "run_outcome")),
+              {"eta_c": _GROUP, "eta_c_status": _GROUP, "run_lr": ("run",),
+               "run_outcome": ("run",), **{d: (d,) for d in _GROUP}}),
     "quantities": ("phantom-theory/quantities/1", "quantities file (from `phantom quantities`)",
-                   ("m0", "G0", "lambda0")),
-    "theory-table": ("phantom-theory/theory-table/1", "theory table", ("eta_c", "log_q", "observed")),
+                   {"m0": _MC, "G0": (*_MC, "mode", "optimizer"), "lambda0": (*_MC, "mode"),
+                    **{d: (d,) for d in (*_MC, "mode", "optimizer")}}),
+    "theory-table": ("phantom-theory/theory-table/1", "theory table",
+                     {"eta_c": _MC, "log_q": _MC, "observed": _MC, "model": ("model",),
+                      "context": ("context",)}),
     "prediction": ("phantom-theory/prediction/1", "prediction (from `phantom predict`)",
-                   ("log_eta_c_draws", "eta_c_arch_median")),
+                   {"log_eta_c_draws": ("sample", "context"), "eta_c_median": ("context",),
+                    "eta_c_hdi_low": ("context",), "eta_c_hdi_high": ("context",),
+                    "anchor_eta_c": ("context",), "context": ("context",),
+                    "eta_c_arch_median": ()}),
     "comparison": ("phantom-theory/comparison/1", "theory comparison (from `phantom compare`)",
-                   ("elpd_loao",)),
-    "scores": ("phantom-theory/scores/1", "blind-prediction scores (from `phantom loao`)", ()),
-    "fit": ("phantom-theory/fit/1", "theory fit (from `phantom fit`)", ()),
+                   {"elpd_loao": ("theory",)}),
+    "scores": ("phantom-theory/scores/1", "blind-prediction scores (from `phantom loao`)", {}),
+    "fit": ("phantom-theory/fit/1", "theory fit (from `phantom fit`)", {}),
 }
 SCHEMAS = {kind: schema for kind, (schema, _, _) in KINDS.items()}
 KIND_OF_SCHEMA = {schema: kind for kind, schema in SCHEMAS.items()}
@@ -74,22 +86,33 @@ STEP_VARIABLES = {
     "pair_distance": ("1", "distance |U_c - U_k| between the pair's rows"),
     "attribution_readout": ("1", "readout part of Phi(t+1) - Phi(t): Phi(p_t+1, S_t) - Phi(p_t, S_t)"),
     "attribution_geometry": ("1", "geometry part of Phi(t+1) - Phi(t): Phi(p_t+1, S_t+1) - Phi(p_t+1, S_t)"),
+    "attribution_drag_readout": ("1", "readout part of delta(t+1) - delta(t): delta(p_t+1, S_t) - delta(p_t, S_t)"),
+    "attribution_drag_geometry": ("1", "geometry part of delta(t+1) - delta(t): delta(p_t+1, S_t+1) - delta(p_t+1, S_t)"),
     "embedding_sha256": ("", "SHA-256 of the input embedding matrix's bytes"),
     "readout_sha256": ("", "SHA-256 of the readout matrix's bytes"),
 }
 
 OUTCOME_VARIABLES = {
     "outcome": ("", "outcome: " + ", ".join(
-        ("success", "kinematic_failure", "structural_failure", "unstable", "diverged"))),
+        ("success", "transient", "kinematic_failure", "structural_failure", "unstable",
+         "diverged"))),
     "flipped": ("1", "c overtook k (p_c > p_k) within T steps"),
     "flip_step": ("1", "first step with p_c > p_k (-1: never)"),
     "rank1_step": ("1", "first step with rank(c) = 1 (-1: never)"),
     "ahead_at_end": ("1", "p_c > p_k at the last finite step"),
-    "transient": ("1", "flipped, then fell back (p_c <= p_k) later"),
+    "transient": ("1", "outcome transient: flipped within T, no longer ahead at the end"),
+    "fell_back": ("1", "flipped, then p_c <= p_k at some later step (recovered or not)"),
     "diverged_step": ("1", "first step with a non-finite value (-1: never)"),
     "drag_change": ("1", "drag at the end minus drag at step 0"),
+    "drag_change_readout": ("1", "readout part of the drag's change, summed over the run"),
+    "drag_change_geometry": ("1", "geometry part of the drag's change, summed over the run"),
+    "drag_variation": ("1", "total variation of the drag over the run, sum |d delta_t|"),
+    "drag_worsening": ("1", "-(drag change) / drag total variation, in [-1, 1]"),
+    "drag_geometry_share": ("1", "geometry part's share of the drag's change (readout + geometry)"),
     "drag_trend_tau": ("1", "Kendall tau of the drag against step"),
     "drag_trend_p": ("1", "one-sided p-value of a falling drag trend"),
+    "structural_kind": ("", "structural failure carried by the geometry part (geometric) or "
+                            "not (readout); empty for other outcomes"),
 }
 
 JUMP_VARIABLES = {
@@ -103,6 +126,9 @@ JUMP_VARIABLES = {
     "sharpness": ("1", "largest |dPhi| / local median |dPhi| in the jump"),
     "overlap_ratio": ("1", "per-step |dS_ck| in the jump / its median over the run"),
     "distance_ratio": ("1", "per-step |d|U_c - U_k|| in the jump / its median over the run"),
+    "kind": ("", "kind of jump event: onset, catapult or jump"),
+    "loss_spike": ("1", "largest loss / running minimum of the loss in the event and the "
+                        "window after it"),
 }
 
 RUN_VARIABLES = {
@@ -117,6 +143,14 @@ RUN_VARIABLES = {
     "drag_change": ("1", "drag at the end minus drag at step 0"),
     "n_jumps": ("1", "number of jumps in Phi"),
     "n_phantom_jumps": ("1", "number of jumps judged phantoms"),
+    **{f"n_jumps_{kind}": ("1", f"number of jumps of kind {kind}")
+       for kind in ("onset", "catapult", "jump")},
+    **{f"n_phantom_jumps_{kind}": ("1", f"number of jumps of kind {kind} judged phantoms")
+       for kind in ("onset", "catapult", "jump")},
+    "transient": ("1", "flipped within T, no longer ahead at the end"),
+    "structural_kind": ("", "geometric or readout for a structural failure, else empty"),
+    "drag_change_readout": ("1", "readout part of the drag's change over the run"),
+    "drag_change_geometry": ("1", "geometry part of the drag's change over the run"),
     "margin_start": ("1", "margin m0 = z_c - z_k at step 0"),
     "margin_max": ("1", "eta_c's proxy f: the largest margin over steps 1..T"),
     "margin_end": ("1", "eta_max's proxy g: the margin at the last finite step"),
@@ -163,10 +197,39 @@ QUANTITY_VARIABLES = {
     "distinguishability": ("1", "pair distinguishability 1 - S_ck^2"),
     "b_c": ("1", "bulk anisotropy of c: d * mean over the bulk of S_ci^2"),
     "b_k": ("1", "bulk anisotropy of k: d * mean over the bulk of S_ki^2"),
-    "leak_fraction": ("1", "share of bulk tokens i with u_i.w > u_c.w, w = (U_c - U_k)/|U_c - U_k|"),
+    "leak_count": ("1", "number of bulk tokens i with u_i.w > u_c.w, w = (U_c - U_k)/|U_c - U_k| "
+                        "(a count, not a share)"),
+    "leak_weighted": ("1", "probability-weighted leak: bulk probability with S_ci^2 < S_ki^2 "
+                           "over the bulk's probability"),
+    "drag0": ("1", "drag delta at init, readout geometry"),
+    "drag_growth": ("1", "drag's first-order response per unit lr <grad delta, update direction> "
+                         "(total derivative: geometry moves where the readout is trainable)"),
+    "eta_hat_linear": ("1", "linear at-init predictor of eta_c: |m0| / (T G0), T = attr "
+                            "quantities_steps"),
+    "second_order_a": ("1", "a = d' H_m d, the margin's curvature along the first update d "
+                            "per unit lr (GD: d = -grad L)"),
+    "second_order_b": ("1", "b = (grad m)' H_L grad L (GD); 0 for AdamW along its frozen first "
+                            "direction (attr quantities_adam_second_order)"),
+    "second_order_c": ("1", "C = (a + b) T (T - 1) / 2 + a T / 2: m_T - m_0 = eta T G0 + "
+                            "eta^2 C + O(eta^3)"),
+    "kappa": ("1", "second order's weight kappa = C |m0| / (T G0)^2 (flip: nu + kappa nu^2 = 1)"),
+    "nu_hat2": ("1", "second-order reduced rate at the flip, 2 / (1 + sqrt(1 + 4 kappa))"),
+    "eta_hat_second": ("1", "second-order at-init predictor of eta_c: smallest eta with "
+                            "eta T G0 + eta^2 C = |m0|"),
+    "second_order_no_root": ("1", "1 where eta T G0 + eta^2 C never reaches |m0| "
+                                  "(1 + 4 kappa < 0)"),
+    "ray_length": ("1", "ray integral's S*: int_0^S* G(theta0 + s d) ds = |m0| along the first "
+                        "update direction d"),
+    "eta_hat_ray": ("1", "ray-integral at-init predictor of eta_c: S* / T"),
+    "ray_evaluations": ("1", "evaluations of the growth G along the ray"),
+    "ray_no_root": ("1", "1 where the ray integral stays below |m0| up to the bound "
+                         "(attr quantities_ray_bound)"),
+    "ray_converged": ("1", "1 where successive estimates of S* agreed to quantities_ray_rtol"),
     "mean_cosine": ("1", "mean pairwise cosine of a seeded sample of rows"),
     "top_pc_share": ("1", "share of the rows' variance along the top principal component"),
     "effective_rank": ("1", "effective rank exp(H(sigma / sum sigma)) of the centred rows"),
+    "effective_rank_ratio": ("1", "effective rank / d of the centred rows"),
+    "embedding_dim": ("1", "embedding dimension d (columns of the readout matrix)"),
 }
 
 THEORY_TABLE_VARIABLES = {
@@ -176,8 +239,15 @@ THEORY_TABLE_VARIABLES = {
     "m0": ("1", "initial margin"),
     "G0": ("1", "first-step margin growth per unit lr"),
     "lambda0": ("1", "top Hessian eigenvalue at initialisation"),
-    "log_scale": ("1", "log eta_c = log Q - log_scale"),
-    "log_q": ("1", "log Q, Q the table's quantity (attribute table_quantity)"),
+    "log_scale": ("1", "log eta_c = log Q - log_scale: minus log eta_hat of the table's predictor"),
+    "log_q": ("1", "log Q, Q = eta_c / eta_hat of the table's predictor (attribute table_predictor)"),
+    **{f"log_scale_{p}": ("1", f"minus log eta_hat of the {p} predictor at the sweep's T")
+       for p in ("linear", "second", "ray")},
+    **{f"log_q_{p}": ("1", f"log(eta_c / eta_hat), eta_hat the {p} predictor")
+       for p in ("linear", "second", "ray")},
+    "lora_cost": ("1", "LoRA cost log(eta_c^LoRA / eta_c^full), same optimizer"),
+    "class_stat": ("1", "the architecture's class statistic (attribute table_class_statistic)"),
+    "held_out_context": ("1", "context held out of every fit (scored, never fitted)"),
     "log_c_sharp": ("1", "log(eta_c * lambda0)"),
     "log_lambda0": ("1", "log lambda0"),
     "log_b": ("1", "log bulk anisotropy, mean of log b_c and log b_k"),
@@ -295,6 +365,11 @@ def open_dataset(path, kind: str, group: str | None = None) -> xr.Dataset:
     if missing:
         raise PhantomError(f"{path} says it is a {what} but lacks {', '.join(missing)}; it was "
                            "not written by phantom or was changed since: write it again")
+    for name, dims in required.items():
+        if not set(dims) <= set(ds[name].dims):
+            raise PhantomError(f"{path} says it is a {what} but its {name} has dims "
+                               f"{ds[name].dims}, not {dims}; it was not written by phantom or "
+                               "was changed since: write it again")
     return ds
 
 

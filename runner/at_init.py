@@ -1,11 +1,15 @@
 """Stage 5, quantities at initialisation that need the model (THEORY.md section 7): the margin
-m0, its first-step growth G0 for each optimizer, and the top Hessian eigenvalue
-lambda0 over the trainable parameters of each mode, plus the geometry statistics
-of ``phantom_theory.quantities``.
+m0, its first-step growth G0 for each optimizer, the top Hessian eigenvalue lambda0
+over the trainable parameters of each mode, the drag's first-order response, the
+at-init predictors of eta_c (linear, second order, ray integral), plus the geometry
+statistics of ``phantom_theory.quantities``.
 
 lambda0 comes from Hessian-vector products (double backward), never from the
 Hessian itself: Lanczos (ARPACK's eigsh, largest algebraic) when the parameters
-are few enough to keep its basis in memory, power iteration otherwise.
+are few enough to keep its basis in memory, power iteration otherwise. The second
+order takes two more products (a = g' H_m g, b = (grad m)' H_L g), and the ray
+integral a few evaluations of G along the initial update direction; both run in a
+float64 copy of the model when it is small enough.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xarray as xr
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from phantom_theory import order_parameter as op
 from phantom_theory import quantities as q
 from phantom_theory.errors import PhantomError
 from phantom_theory.options import options_attrs
@@ -27,7 +31,7 @@ from phantom_theory.provenance import provenance
 from phantom_theory.schema import SCHEMA_ATTR, SCHEMAS
 
 from .contexts import get_context, tokenize_context
-from .models import last_logits, load_model
+from .models import last_logits, load_model, readout_matrix
 from .training.instrument import MATRICES
 from .training.lora import trainable_model, trainable_parameters
 from .training.optimizers import first_step_direction
@@ -38,6 +42,7 @@ LANCZOS_MAX_PARAMETERS = 2_000_000
 # the parameters' own dtype above: a float64 vector of a 0.5B model is 4 GB, and
 # the iteration holds several (a 2-core, 24 GB machine ran out of memory on Qwen).
 FLOAT64_POWER_MAX_PARAMETERS = 50_000_000
+ADAM_SECOND_ORDER = ("frozen_direction", "none")
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,18 @@ class QuantityOptions:
     (Lanczos up to 2M trainable parameters, power iteration above), "lanczos" or
     "power"; hessian_tol: relative tolerance; hessian_max_iter: most
     Hessian-vector products for power iteration. LoRA settings and eps match the
-    runs'; seed fixes the LoRA initialisation and the row sample."""
+    runs'; seed fixes the LoRA initialisation and the row sample.
+
+    steps: the T that the predicted eta_hat are for (the sweep's, with --spec).
+    adam_second_order: what the second order is under AdamW, whose update
+    -g / (|g| + eps) has no useful Taylor expansion in eta (where g_i ~ 0, as in
+    LoRA's A block at init, its radius is about eps / |H d|): "frozen_direction"
+    expands m along the first Adam step kept fixed, C = a T^2 / 2 with
+    a = d' H_m d (b = 0: the direction does not respond); "none" stores NaN.
+    ray_*: the ray integral's tolerance on S*, its most evaluations of G and the
+    longest ray searched in units of the linear |m0| / G0.
+    predictor_float64_max_parameters: models with at most this many parameters
+    measure a, b and the ray in a float64 copy."""
 
     modes: tuple[str, ...] = field(default=("full", "lora"),
                                    metadata={"help": "modes to measure G0 and lambda0 in"})
@@ -63,9 +79,22 @@ class QuantityOptions:
     lora: LoraOptions = LoraOptions()
     eps: float = field(default=1e-8, metadata={"help": "Adam epsilon of the first step"})
     tie: str = field(default="auto", metadata={"help": "for registry models stored untied"})
+    steps: int = field(default=100, metadata={
+        "help": "updates T the predicted eta_hat are for (the spec's steps with --spec)"})
+    adam_second_order: str = field(default="frozen_direction", metadata={
+        "help": "AdamW's second order: frozen_direction (along the first Adam step, b = 0) "
+                "or none (NaN)"})
+    ray_rtol: float = field(default=1e-3, metadata={
+        "help": "relative tolerance of the ray length S* (successive estimates)"})
+    ray_max_evaluations: int = field(default=12, metadata={
+        "help": "most evaluations of the growth G along the ray"})
+    ray_bound: float = field(default=100.0, metadata={
+        "help": "longest ray searched, in units of the linear |m0| / G0 (no root beyond)"})
+    predictor_float64_max_parameters: int = field(default=LANCZOS_MAX_PARAMETERS, metadata={
+        "help": "models with at most this many parameters take a, b and the ray in float64"})
 
     def __post_init__(self):
-        from .training.options import MODES
+        from .training.options import MAX_STEPS, MODES
 
         if self.hessian_method not in ("auto", "lanczos", "power"):
             raise PhantomError(f"hessian_method must be auto, lanczos or power, "
@@ -82,6 +111,19 @@ class QuantityOptions:
             raise PhantomError(f"the Hessian tolerance must be positive and its iterations and "
                                f"sampled rows at least 1 and 2, not {self.hessian_tol}, "
                                f"{self.hessian_max_iter}, {self.sample_rows}")
+        if not 0 < self.steps <= MAX_STEPS:
+            raise PhantomError(f"steps must be an integer from 1 to {MAX_STEPS:,}, "
+                               f"not {self.steps}")
+        if self.adam_second_order not in ADAM_SECOND_ORDER:
+            raise PhantomError(f"adam_second_order must be one of {ADAM_SECOND_ORDER}, "
+                               f"not {self.adam_second_order!r}")
+        if not (0 < self.ray_rtol < 1 and self.ray_max_evaluations >= 2 and self.ray_bound > 1):
+            raise PhantomError(f"the ray needs 0 < ray_rtol < 1, ray_max_evaluations >= 2 and "
+                               f"ray_bound > 1, not {self.ray_rtol}, "
+                               f"{self.ray_max_evaluations}, {self.ray_bound}")
+        if self.predictor_float64_max_parameters < 0:
+            raise PhantomError(f"predictor_float64_max_parameters must be >= 0, "
+                               f"not {self.predictor_float64_max_parameters}")
 
 
 def _flat(tensors) -> torch.Tensor:
@@ -96,21 +138,85 @@ def _unflat(vector: torch.Tensor, like) -> list[torch.Tensor]:
     return out
 
 
+def _dot(xs, ys) -> float:
+    return float(sum((x.double() * y.double()).sum() for x, y in zip(xs, ys, strict=True)))
+
+
+def loss_of(logits: torch.Tensor, c: int) -> torch.Tensor:
+    """L = -log p_c of one position's logits (V,), in at least float32 (a float64
+    model keeps float64)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return -torch.log_softmax(logits, -1)[c]
+
+
+def drag_of(model, logits: torch.Tensor, c: int, k: int) -> torch.Tensor:
+    """The drag delta = sum over the bulk of p_i (S_ci^2 - S_ki^2) (THEORY.md section 3),
+    differentiable in the logits and in the readout matrix: where U is trainable
+    (full fine-tuning) its gradient is the total derivative, geometry moving with
+    the parameters; where U is frozen (LoRA) only p moves."""
+    U = readout_matrix(model)
+    U = U.to(torch.promote_types(U.dtype, torch.float32))
+    weights = op.bulk_weights(U, U[[c, k]])
+    p = logits.to(U.dtype).softmax(-1)
+    return op.decompose(p, weights, None, c, k)[2]
+
+
+@dataclass
+class FirstOrder:
+    """The state at one point of parameter space: margin, loss and drag with their
+    gradients over the trainable parameters."""
+
+    margin: float
+    drag: float
+    grad_loss: tuple[torch.Tensor, ...]
+    grad_margin: tuple[torch.Tensor, ...]
+    grad_drag: tuple[torch.Tensor, ...] | None
+
+    def direction(self, optimizer: str, eps: float) -> list[torch.Tensor]:
+        """The first update per unit lr (``first_step_direction``), in float64."""
+        return [first_step_direction(g, optimizer, eps) for g in self.grad_loss]
+
+    def growth(self, optimizer: str, eps: float) -> float:
+        """G = <grad m, d>, d the first update per unit lr."""
+        return _dot(self.grad_margin, self.direction(optimizer, eps))
+
+    def drag_growth(self, optimizer: str, eps: float) -> float:
+        """<grad delta, d>: the drag's first-order response per unit lr."""
+        return _dot(self.grad_drag, self.direction(optimizer, eps))
+
+
+def first_order(model, params, input_ids, c: int, k: int, drag: bool = False) -> FirstOrder:
+    """Margin, loss (and drag) and their gradients in one forward pass."""
+    logits = last_logits(model, input_ids)[0]
+    margin = logits[c] - logits[k]
+    outputs = [loss_of(logits, c), margin]
+    if drag:
+        outputs.append(drag_of(model, logits, c, k))
+    grads = [torch.autograd.grad(o, params, retain_graph=i < len(outputs) - 1)
+             for i, o in enumerate(outputs)]
+    return FirstOrder(float(margin.detach()), float(outputs[2].detach()) if drag else np.nan,
+                      grads[0], grads[1], grads[2] if drag else None)
+
+
 def margin_growth(model, params, input_ids, c: int, k: int, optimizers=OPTIMIZERS,
                   eps: float = 1e-8) -> tuple[float, dict[str, float]]:
     """(m0, {optimizer: G0}): the margin and its first-step growth per unit lr,
     G0 = <grad m, d>, d the optimizer's first update per unit lr
     (``first_step_direction``: -grad L for GD, -grad L / (|grad L| + eps) for Adam).
     """
-    logits = last_logits(model, input_ids)[0]
-    margin = logits[c] - logits[k]
-    loss = F.cross_entropy(logits[None].float(), torch.tensor([c], device=logits.device))
-    grad_loss = torch.autograd.grad(loss, params, retain_graph=True)
-    grad_margin = torch.autograd.grad(margin, params)
-    growth = {name: float(sum((gm.double() * first_step_direction(gl, name, eps)).sum()
-                              for gm, gl in zip(grad_margin, grad_loss, strict=True)))
-              for name in optimizers}
-    return float(margin.detach()), growth
+    state = first_order(model, params, input_ids, c, k)
+    return state.margin, {name: state.growth(name, eps) for name in optimizers}
+
+
+def hessian_vector_product(scalar_fn, params, vector) -> list[torch.Tensor]:
+    """H v, H the Hessian of ``scalar_fn()`` over ``params``, by double backward."""
+    # The fused attention kernels have no double backward; the math kernel has.
+    with sdpa_kernel(SDPBackend.MATH):
+        grads = torch.autograd.grad(scalar_fn(), params, create_graph=True)
+        pairs = [(g, v.to(g.dtype)) for g, v in zip(grads, vector, strict=True) if g.requires_grad]
+        product = torch.autograd.grad([g for g, _ in pairs], params, [v for _, v in pairs],
+                                      allow_unused=True)
+    return [torch.zeros_like(p) if h is None else h for h, p in zip(product, params, strict=True)]
 
 
 def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1e-4,
@@ -131,13 +237,7 @@ def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1
     def hvp(vector: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
         nonlocal calls
         calls += 1
-        # The fused attention kernels have no double backward; the math kernel has.
-        with sdpa_kernel(SDPBackend.MATH):
-            loss = loss_fn()
-            grads = torch.autograd.grad(loss, params, create_graph=True)
-            product = torch.autograd.grad(grads, params,
-                                          _unflat(vector.to(params[0].dtype), params))
-        return _flat(product).to(dtype)
+        return _flat(hessian_vector_product(loss_fn, params, _unflat(vector, params))).to(dtype)
 
     device = params[0].device
     generator = torch.Generator().manual_seed(seed)
@@ -170,10 +270,79 @@ def top_hessian_eigenvalue(loss_fn, params, method: str = "auto", tol: float = 1
     return power(largest) + largest, calls
 
 
+def second_order_terms(model, params, input_ids, c: int, k: int, optimizer: str,
+                       eps: float = 1e-8, adam_second_order: str = "frozen_direction",
+                       state: FirstOrder | None = None) -> tuple[float, float]:
+    """(a, b) of the second-order margin m_T - m_0 = eta T G0 + eta^2 C, C =
+    (a + b) T (T - 1)/2 + a T/2 (``phantom_theory.quantities.second_order_coefficient``).
+
+    GD: a = g' H_m g and b = (grad m)' H_L g, g = grad L, by two Hessian-vector
+    products. AdamW, ``adam_second_order`` = "frozen_direction": a = d' H_m d along
+    the first Adam step d = -g / (|g| + eps), b = 0 (the direction held fixed, so
+    C = a T^2 / 2); "none": NaN. ``state`` is the first-order state at these
+    parameters, if already measured."""
+    if optimizer == "adamw" and adam_second_order == "none":
+        return np.nan, np.nan
+    state = state or first_order(model, params, input_ids, c, k)
+    direction = state.direction(optimizer, eps)
+
+    def margin_fn():
+        logits = last_logits(model, input_ids)[0]
+        return logits[c] - logits[k]
+
+    a = _dot(direction, hessian_vector_product(margin_fn, params, direction))
+    if optimizer != "sgd":
+        return a, 0.0
+    product = hessian_vector_product(lambda: loss_of(last_logits(model, input_ids)[0], c),
+                                     params, state.grad_loss)
+    return a, _dot(state.grad_margin, product)
+
+
+def ray_length(model, params, input_ids, c: int, k: int, optimizer: str, eps: float = 1e-8,
+               rtol: float = 1e-3, max_evaluations: int = 12, bound: float = 100.0,
+               state: FirstOrder | None = None) -> q.RayRoot:
+    """The ray integral's S*: int_0^S* G(theta0 + s d) ds = |m0|, d the first update
+    per unit lr (-grad L for GD, the first Adam step for AdamW) and G(theta) the
+    growth a first step from theta would give, <grad m(theta), d(theta)> (for Adam
+    the Adam-normalised growth). eta_hat_ray = S* / T. The trainable parameters are
+    moved along the ray and restored exactly (bit for bit) afterwards; under LoRA
+    the ray moves B off 0, so G sees the A block's growth."""
+    state = state or first_order(model, params, input_ids, c, k)
+    G0 = state.growth(optimizer, eps)
+    origin = [p.detach().clone() for p in params]
+    direction = [d.to(p.dtype) for d, p in zip(state.direction(optimizer, eps), params,
+                                                strict=True)]
+
+    def growth(s: float) -> float:
+        with torch.no_grad():
+            for p, p0, d in zip(params, origin, direction, strict=True):
+                p.copy_(p0 + s * d)
+        return first_order(model, params, input_ids, c, k).growth(optimizer, eps)
+
+    scale = abs(state.margin) / abs(G0) if G0 != 0 else np.inf
+    try:
+        return q.ray_root(growth, abs(state.margin), scale, G0, rtol, max_evaluations, bound)
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, origin, strict=True):
+                p.copy_(p0)
+
+
 def _trainable(loaded, mode: str, options: QuantityOptions):
     model, _ = trainable_model(copy.deepcopy(loaded.model), mode, options.lora, options.seed)
     model.eval()
     return model, trainable_parameters(model)
+
+
+def _predictor_model(model, options: QuantityOptions):
+    """The model the second order and the ray are measured on: a float64 copy when it
+    has at most ``predictor_float64_max_parameters`` parameters, else itself."""
+    parameters = list(model.parameters())
+    if (parameters[0].dtype == torch.float64
+            or sum(p.numel() for p in parameters) > options.predictor_float64_max_parameters):
+        return model, trainable_parameters(model)
+    copied = copy.deepcopy(model).double()
+    return copied, trainable_parameters(copied)
 
 
 def linear_predictions(loaded, contexts: list[str], mode: str, optimizer: str, steps: int,
@@ -188,59 +357,107 @@ def linear_predictions(loaded, contexts: list[str], mode: str, optimizer: str, s
         ids = torch.tensor([t.input_ids], device=params[0].device)
         m0, growth = margin_growth(model, params, ids, t.correct_id, t.competitor_id,
                                    (optimizer,), eps)
-        G0 = growth[optimizer]
-        out[context] = (m0, G0, abs(m0) / (steps * G0) if G0 > 0 else float("nan"))
+        out[context] = (m0, growth[optimizer],
+                        float(q.eta_hat_linear(m0, growth[optimizer], steps)))
     return out
+
+
+PER_CONTEXT = ("m0", "p_correct0", "p_competitor0", "overlap_ck", "distinguishability", "b_c",
+               "b_k", "leak_count", "leak_weighted", "drag0")
+# measured per (context, mode, optimizer); the predictors follow from them
+PER_UPDATE = ("G0", "drag_growth", "second_order_a", "second_order_b", "ray_length",
+              "ray_evaluations", "ray_no_root", "ray_converged")
+FLAGS = ("ray_no_root", "ray_converged", "second_order_no_root")
+
+
+def _pair_quantities(U: np.ndarray, logits: torch.Tensor, c: int, k: int) -> dict[str, float]:
+    p = logits.softmax(-1).cpu().numpy()
+    s_ck = float(op.pair_overlaps(U[[c, k]], 0, 1)[0][1])
+    b_c, b_k = q.bulk_anisotropy(U, c, k)
+    weights, _ = op.pair_weights(U, c, k)
+    return {"m0": float(logits[c] - logits[k]), "p_correct0": float(p[c]),
+            "p_competitor0": float(p[k]), "overlap_ck": s_ck, "distinguishability": 1 - s_ck**2,
+            "b_c": b_c, "b_k": b_k, "leak_count": q.leak_count(U, c, k),
+            "leak_weighted": q.weighted_leak(U, p, c, k), "drag0": float(op.drag(p, weights, c, k))}
+
+
+def predictors(measured: dict[str, np.ndarray], m0: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+    """The predicted eta_hat for T = ``steps`` (arrays over context, mode, optimizer)
+    from the measured m0, G0, a, b and ray length S*: linear |m0| / (T G0); second
+    order (C, kappa, nu_hat2, eta_hat_second and its no-root flag); ray S* / T."""
+    m0 = m0[:, None, None]
+    G0 = measured["G0"]
+    C = q.second_order_coefficient(measured["second_order_a"], measured["second_order_b"], steps)
+    kappa = q.second_order_kappa(C, m0, G0, steps)
+    nu, _ = q.nu_hat_second(kappa)
+    eta_second, no_root = q.eta_hat_second(m0, G0, C, steps)
+    return {"eta_hat_linear": q.eta_hat_linear(m0, G0, steps), "second_order_c": C,
+            "kappa": kappa, "nu_hat2": np.where(G0 > 0, nu, np.nan),
+            "eta_hat_second": eta_second, "second_order_no_root": no_root.astype(np.int8),
+            "eta_hat_ray": measured["ray_length"] / steps}
 
 
 def measure_model(model_name: str, contexts: list[str], options: QuantityOptions = QuantityOptions(),
                   revision=None, dtype: str = "float32", device: str = "cpu", bar=None) -> xr.Dataset:
     """The quantities of one model on the given contexts."""
     loaded = load_model(model_name, revision, dtype, device, options.tie)
-    U = MATRICES["readout"](loaded.model).detach().float().cpu().numpy()
-    per_context = {name: [] for name in ("m0", "p_correct0", "p_competitor0", "overlap_ck",
-                                         "distinguishability", "b_c", "b_k", "leak_fraction")}
-    G0 = np.full((len(contexts), len(options.modes), len(options.optimizers)), np.nan)
-    lambda0 = np.full((len(contexts), len(options.modes)), np.nan)
-    iterations = np.zeros((len(contexts), len(options.modes)), dtype=int)
+    U = MATRICES["readout"](loaded.model).detach().double().cpu().numpy()
     tokenized = [tokenize_context(loaded.tokenizer, get_context(c), model_name) for c in contexts]
-    for j, t in enumerate(tokenized):
-        c, k = t.correct_id, t.competitor_id
-        ids = torch.tensor([t.input_ids], device=device)
+    inputs = [(torch.tensor([t.input_ids], device=device), t.correct_id, t.competitor_id)
+              for t in tokenized]
+    per_context = {name: [] for name in PER_CONTEXT}
+    for ids, c, k in inputs:
         with torch.no_grad():
             logits = last_logits(loaded.model, ids)[0].double()
-        p = logits.softmax(-1)
-        s_ck = float(q.pair_overlaps(U[[c, k]].astype(np.float64), 0, 1)[0][1])
-        b_c, b_k = q.bulk_anisotropy(U, c, k)
-        for name, value in (("m0", float(logits[c] - logits[k])), ("p_correct0", float(p[c])),
-                            ("p_competitor0", float(p[k])), ("overlap_ck", s_ck),
-                            ("distinguishability", 1 - s_ck**2), ("b_c", b_c), ("b_k", b_k),
-                            ("leak_fraction", q.leak_fraction(U, c, k))):
+        for name, value in _pair_quantities(U, logits, c, k).items():
             per_context[name].append(value)
-        for i, mode in enumerate(options.modes):
-            model, params = _trainable(loaded, mode, options)
-            _, growth = margin_growth(model, params, ids, c, k, options.optimizers, options.eps)
-            G0[j, i] = [growth[o] for o in options.optimizers]
-            target = torch.tensor([c], device=device)
+    shape = (len(contexts), len(options.modes), len(options.optimizers))
+    measured = {name: np.full(shape, np.nan) for name in PER_UPDATE}
+    lambda0 = np.full(shape[:2], np.nan)
+    iterations = np.zeros(shape[:2], dtype=int)
+    for i, mode in enumerate(options.modes):
+        model, params = _trainable(loaded, mode, options)
+        exact, exact_params = _predictor_model(model, options)
+        for j, (ids, c, k) in enumerate(inputs):
+            state = first_order(model, params, ids, c, k, drag=True)
+            exact_state = state if exact is model else first_order(exact, exact_params, ids, c, k)
+            for o, optimizer in enumerate(options.optimizers):
+                a, b = second_order_terms(exact, exact_params, ids, c, k, optimizer, options.eps,
+                                          options.adam_second_order, exact_state)
+                ray = ray_length(exact, exact_params, ids, c, k, optimizer, options.eps,
+                                 options.ray_rtol, options.ray_max_evaluations,
+                                 options.ray_bound, exact_state)
+                for name, value in (("G0", state.growth(optimizer, options.eps)),
+                                    ("drag_growth", state.drag_growth(optimizer, options.eps)),
+                                    ("second_order_a", a), ("second_order_b", b),
+                                    ("ray_length", ray.length),
+                                    ("ray_evaluations", ray.evaluations),
+                                    ("ray_no_root", ray.no_root),
+                                    ("ray_converged", ray.converged)):
+                    measured[name][j, i, o] = value
 
-            def loss_fn(model=model, ids=ids, target=target):
-                return F.cross_entropy(last_logits(model, ids)[0][None].float(), target)
+            def loss_fn(model=model, ids=ids, c=c):
+                return loss_of(last_logits(model, ids)[0], c)
 
             lambda0[j, i], iterations[j, i] = top_hessian_eigenvalue(
                 loss_fn, params, options.hessian_method, options.hessian_tol,
                 options.hessian_max_iter, options.seed)
             if bar is not None:
                 bar.update(1)
+    per_update = {**measured, **predictors(measured, np.array(per_context["m0"]), options.steps)}
+    for name in ("ray_evaluations", *FLAGS):
+        per_update[name] = per_update[name].astype(np.int8 if name in FLAGS else int)
     geometries = ("readout", "input")
     stats = [q.embedding_statistics(MATRICES[g](loaded.model).detach().float().cpu().numpy(),
                                     options.sample_rows, options.seed) for g in geometries]
     ds = xr.Dataset(
         {**{name: ("context", np.array(values)) for name, values in per_context.items()},
-         "G0": (("context", "mode", "optimizer"), G0),
+         **{name: (("context", "mode", "optimizer"), values) for name, values in per_update.items()},
          "lambda0": (("context", "mode"), lambda0),
          "lambda0_iterations": (("context", "mode"), iterations),
          **{name: ("geometry", np.array([s[name] for s in stats]))
-            for name in ("mean_cosine", "top_pc_share", "effective_rank")}},
+            for name in ("mean_cosine", "top_pc_share", "effective_rank")},
+         "embedding_dim": ((), U.shape[1])},
         coords={"context": list(contexts), "mode": list(options.modes),
                 "optimizer": list(options.optimizers), "geometry": list(geometries)},
     )

@@ -18,11 +18,15 @@ def cmd_run(args):
     from phantom_theory.io import check_output_path
     from phantom_theory.trajectory import run_summary, write_run
 
+    from .contexts.pool import command_line_contexts, extra_contexts
     from .training import RunOptions, run
 
+    custom, args.context = command_line_contexts(args.contexts_file, args.sentence,
+                                                 args.correct, args.competitor, args.context)
     options = options_from_args(RunOptions, args)
     check_output_path(args.out, args.overwrite)   # fail before the work, not after
-    ds = run(options, progress=not args.quiet)
+    with extra_contexts(custom):
+        ds = run(options, progress=not args.quiet)
     write_run(ds, args.out, args.overwrite)
     print(run_summary(ds))
     print(f"saved    {args.out}")
@@ -43,6 +47,19 @@ def cmd_sweep(args):
     print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
 
 
+def _check_models_and_contexts(models, contexts) -> None:
+    """Refuse an unknown model name or context id before any work starts."""
+    from .contexts import load_contexts
+    from .contexts.pool import get_context
+    from .models.catalog import resolve
+
+    pool = load_contexts()
+    for model in models:
+        resolve(model)
+        for context in contexts[model] if isinstance(contexts, dict) else contexts:
+            get_context(context, pool)
+
+
 def cmd_quantities(args):
     """``phantom quantities [MODEL ...] --out FILE``: measure m0, G0, lambda0, b and more
     at init."""
@@ -50,10 +67,13 @@ def cmd_quantities(args):
     from phantom_theory.quantities import write_quantities
 
     from .at_init import QuantityOptions, measure_quantities
-    from .contexts import load_contexts
+    from .contexts import load_contexts, read_contexts
+    from .contexts.pool import extra_contexts
     from .sweep import load_spec
 
     models, contexts = list(args.models), args.contexts
+    custom = read_contexts(args.contexts_file) if args.contexts_file else []
+    contexts = contexts or [c.id for c in custom]
     base = QuantityOptions()
     if args.spec:
         spec = load_spec(args.spec)
@@ -62,20 +82,32 @@ def cmd_quantities(args):
         contexts = contexts or {m: list(spec.contexts_of(m)) for m in models}
         # G0 and lambda0 over the parameters the sweep trains: its LoRA settings
         template = spec.run_options(spec.groups()[0], 1.0)
-        base = QuantityOptions(lora=template.lora, eps=template.eps, tie=template.tie)
+        base = QuantityOptions(lora=template.lora, eps=template.eps, tie=template.tie,
+                               steps=template.steps)
         args.dtype = args.dtype or template.dtype
         args.device = args.device or template.device
     if not models:
         raise PhantomError("name at least one model, or a sweep spec with --spec")
+    if contexts == ["crossed"]:   # the crossed set, each model in its own orientation
+        from .contexts.crossed import read_crossed
+
+        crossed = read_crossed()
+        crossed.check_models(models)
+        contexts = list(crossed.contexts)
     contexts = contexts or list(load_contexts())
     options = options_from_args(QuantityOptions, args, base=base)
     check_output_path(args.out, args.overwrite)
-    ds = measure_quantities(models, contexts, options, args.dtype or "float32",
-                            args.device or "cpu", progress=not args.quiet)
+    with extra_contexts(custom):
+        _check_models_and_contexts(models, contexts)   # before any bar or load
+        ds = measure_quantities(models, contexts, options, args.dtype or "float32",
+                                args.device or "cpu", progress=not args.quiet)
     write_quantities(ds, args.out, args.overwrite)
-    print(ds[["m0", "b_c", "b_k", "leak_fraction", "distinguishability"]].to_dataframe()
-          .round(4).to_string())
+    print(ds[["m0", "b_c", "b_k", "leak_count", "leak_weighted", "distinguishability"]]
+          .to_dataframe().round(4).to_string())
     print(ds[["G0", "lambda0"]].to_dataframe().round(4).to_string())
+    print(f"at-init predictors of eta_c for T = {options.steps}:")
+    print(ds[["eta_hat_linear", "eta_hat_second", "eta_hat_ray", "kappa"]].to_dataframe()
+          .to_string(float_format="{:.4g}".format))
     print(f"saved {args.out}")
 
 
@@ -130,6 +162,13 @@ def cmd_contexts_select(args):
     )
     from .models import load_model
 
+    if args.crossed:
+        return select_crossed_command(args)
+    if args.model is None:
+        raise PhantomError("name the model to select contexts for, or the models of a "
+                           "crossed set with --crossed MODEL...")
+    if args.n_held_out is not None:
+        raise PhantomError("--n-held-out applies to a crossed set only (--crossed MODEL...)")
     options = options_from_args(SelectOptions, args)
     path = Path(args.out) if args.out else selected_path(args.model)
     check_output_path(path, args.overwrite)   # before the screening, not after
@@ -154,6 +193,29 @@ def cmd_contexts_select(args):
                            f"{args.model}; the selection was written with what there is")
 
 
+def select_crossed_command(args):
+    """``phantom contexts select --crossed MODEL...``: the crossed set over the models,
+    written to data/contexts/selected/crossed.toml."""
+    from pathlib import Path
+
+    from phantom_theory.io import check_output_path
+
+    from .contexts.crossed import CrossedOptions, crossed_path, select_crossed_set
+
+    if args.model is not None:
+        raise PhantomError(f"give the models of a crossed set after --crossed alone, not also "
+                           f"{args.model!r} before it")
+    for flag in ("target_margin", "revision"):
+        if getattr(args, flag) is not None:
+            raise PhantomError(f"--{flag.replace('_', '-')} does not apply to a crossed set")
+    options = options_from_args(CrossedOptions, args)
+    path = Path(args.out) if args.out else crossed_path()
+    check_output_path(path, args.overwrite)   # before the screening, not after
+    _, report = select_crossed_set(args.crossed, options, path, args.device, args.overwrite,
+                                   progress=True)
+    print(report)
+
+
 def cmd_models_list(args):
     """``phantom models list``: print the registry, the built-in tiny and the hub models."""
     from .models import KNOWN_HUB_MODELS, REGISTRY, TINY_MODELS
@@ -165,10 +227,19 @@ def cmd_models_list(args):
         cached = f"cached at {entry_dir(entry.name)}" if is_cached(entry.name) else (
             f"not cached: phantom models pull {entry.name}")
         packages = ", ".join(f"{p.name}=={p.version}" for p in entry.packages)
+        if len(entry.packages) > 3:
+            first, last = entry.packages[0], entry.packages[-1]
+            packages = (f"{first.name} ... {last.name}, =={last.version} "
+                        f"({len(entry.packages)} wheels)")
+        costs = ", ".join(f"{mode} {optimizer} {seconds:g}"
+                          for mode, optimizer, seconds in entry.step_seconds)
         print(f"  {entry.name:20s} {entry.architecture:18s} {entry.parameters:>20s} params\n"
               f"  {'':20s} tie: {entry.tie_stored} (loaded as: {entry.default_tie})\n"
               f"  {'':20s} source: {packages}\n"
-              f"  {'':20s} GGUF SHA-256 {entry.gguf_sha256}\n  {'':20s} {cached}")
+              f"  {'':20s} GGUF SHA-256 {entry.gguf_sha256}\n"
+              f"  {'':20s} seconds per step: {costs or 'not measured'}\n"
+              + (f"  {'':20s}   ({entry.step_cost_note})\n" if costs else "")
+              + f"  {'':20s} {cached}")
     print("built-in tiny models (no download): " + ", ".join(TINY_MODELS))
     print("hub models (need the Hugging Face hub): " + ", ".join(KNOWN_HUB_MODELS))
 
@@ -184,9 +255,30 @@ def cmd_models_pull(args):
         print(f"{name}: ready at {path}")
 
 
+def cmd_models_verify(args):
+    """``phantom models verify NAME``: re-hash a pulled model's files against its record."""
+    from .models.gguf import verify
+
+    rows = verify(args.name)
+    width = max(len(path) for path, _ in rows)
+    for path, status in rows:
+        print(f"{path:{width}s}  {status}")
+    bad = [path for path, status in rows if status in ("MISMATCH", "MISSING", "UNEXPECTED")]
+    if bad:
+        raise PhantomError(f"{len(bad)} file(s) of {args.name} do not match the record made "
+                           f"when it was pulled ({', '.join(bad)}); run "
+                           f"`phantom models pull {args.name} --force`")
+    if any(status == "RECORDED" for _, status in rows):
+        print(f"{args.name}: it had no per-file record; its files are recorded now "
+              "(trusted on first use)")
+    else:
+        print(f"{args.name}: {len(rows)} files match the record")
+
+
 def build_parser() -> Parser:
     """The whole ``phantom`` command line."""
     from .at_init import QuantityOptions
+    from .contexts.crossed import CrossedOptions
     from .contexts.selection import SelectOptions
     from .training import RunOptions
 
@@ -197,6 +289,14 @@ def build_parser() -> Parser:
 
     p = commands.add_parser("run", help="fine-tune once and save the trajectory (.nc)")
     add_option_arguments(p, RunOptions)
+    p.add_argument("--contexts-file", default=None, metavar="FILE",
+                   help="a TOML file of [[context]] tables (as data/contexts/pool.toml); "
+                        "run its one context, or --context among them")
+    p.add_argument("--sentence", default=None,
+                   help="an ad-hoc context: the text before the next word (with --correct "
+                        "and --competitor)")
+    p.add_argument("--correct", default=None, help="an ad-hoc context's target word")
+    p.add_argument("--competitor", default=None, help="an ad-hoc context's competitor word")
     p.add_argument("--out", required=True, help="output .nc file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -212,13 +312,18 @@ def build_parser() -> Parser:
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--overwrite", action="store_true",
-                   help="discard a sweep with another spec in the same folder")
+                   help="replace a sweep of another spec in the folder: the new one is "
+                        "built beside it and swapped in whole when it ends")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
     p = commands.add_parser("quantities", help="measure m0, G0, lambda0, b and more at init")
     p.add_argument("models", nargs="*", help="model names (or take them from --spec)")
-    p.add_argument("--contexts", nargs="*", help="context ids (default: the spec's, or all)")
+    p.add_argument("--contexts", nargs="*",
+                   help="context ids, or crossed for the crossed set (default: the spec's, "
+                        "the --contexts-file's, or all)")
+    p.add_argument("--contexts-file", default=None, metavar="FILE",
+                   help="a TOML file of [[context]] tables (as data/contexts/pool.toml)")
     p.add_argument("--spec", help="take models, contexts and LoRA settings from this sweep spec")
     add_option_arguments(p, QuantityOptions)
     p.add_argument("--dtype", default=None, help="float32 (default, or the spec's), float64")
@@ -239,6 +344,10 @@ def build_parser() -> Parser:
     q.add_argument("--force", action="store_true", help="pull again even if cached")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_models_pull)
+    q = sub.add_parser("verify", help="re-hash a pulled model's files against its record "
+                                      "(exit 2 on a mismatch)")
+    q.add_argument("name", help="a registry model name")
+    q.set_defaults(func=cmd_models_verify)
 
     p = commands.add_parser("contexts", help="list or check the near-synonym contexts")
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -256,11 +365,16 @@ def build_parser() -> Parser:
     q.set_defaults(func=cmd_contexts_check)
     q = sub.add_parser("select", help="orient and choose contexts for a model "
                                       "(writes data/contexts/selected/MODEL.toml)")
-    q.add_argument("model")
+    q.add_argument("model", nargs="?", default=None)
+    q.add_argument("--crossed", nargs="+", metavar="MODEL", default=None,
+                   help="select one crossed set over these models instead (writes "
+                        "data/contexts/selected/crossed.toml)")
     add_option_arguments(q, SelectOptions)
+    add_option_arguments(q, CrossedOptions, skip=("n", "min_margin", "max_margin", "max_rank"))
     q.add_argument("--revision", default=None)
     q.add_argument("--device", default="cpu")
-    q.add_argument("--out", default=None, help="default: data/contexts/selected/MODEL.toml")
+    q.add_argument("--out", default=None, help="default: data/contexts/selected/MODEL.toml "
+                                                "(with --crossed: .../crossed.toml)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing selection")
     q.set_defaults(func=cmd_contexts_select)
     return parser

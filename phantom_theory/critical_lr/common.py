@@ -93,6 +93,12 @@ class Observation:
         """The run ended unstable or diverged: past the stability edge."""
         return self.outcome in UNSTABLE
 
+    @property
+    def past_edge(self) -> bool:
+        """Not a success, for a run above eta_c: unstable, diverged, or no longer ahead
+        at T (transient, or never flipped). The eta_max proxy's sign."""
+        return self.unstable or not self.ahead_at_end
+
 
 def geometric_summary(values) -> dict:
     """Geometric mean, geometric standard deviation and range of positive values

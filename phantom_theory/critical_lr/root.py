@@ -220,12 +220,6 @@ class EdgeSearch:
         return math.exp(min(max(x, a + margin), b - margin))
 
 
-def _past_edge(observation: Observation) -> bool:
-    """A run above eta_c that is not a success: unstable, diverged, or no longer
-    ahead at T (transient or never flipped)."""
-    return observation.unstable or not observation.ahead_at_end
-
-
 @dataclass
 class RootSearch:
     """eta_c and eta_max of one group by root-finding (``method = "root"``).
@@ -285,7 +279,7 @@ class RootSearch:
 
     def _observe_maximum(self, observation: Observation) -> None:
         end = observation.margin_end
-        self.maximum.observe(observation.lr, _past_edge(observation),
+        self.maximum.observe(observation.lr, observation.past_edge,
                              -end if math.isfinite(end) else math.nan)
 
     def observe(self, observation: Observation) -> None:

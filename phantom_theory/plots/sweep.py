@@ -10,6 +10,7 @@ from .common import COMPETITOR, CORRECT, plt
 
 OUTCOME_STYLE = {
     "success": ("#1b7837", "o"),
+    "transient": ("#7fbf7b", "D"),
     "kinematic_failure": ("#2166ac", "v"),
     "structural_failure": ("#762a83", "s"),
     "unstable": ("#e08214", "^"),

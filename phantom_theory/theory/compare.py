@@ -19,11 +19,14 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from ..schema import label
-from .fit import Fit, FitOptions, TheoryFitter
+from .fit import Fit, FitOptions, TheoryFitter, is_nested, resolved_inference
 from .models import DEFAULT_THEORIES, get_theory
 from .predict import predict_architecture
 
 PARETO_K_HIGH = 0.7
+NESTED_NOTE = ("nested table: no context is seen on two architectures, so the context scale "
+               "tau_gamma and the noise sigma are not separately identified (only "
+               "tau_gamma^2 + sigma^2 is); a crossed design separates them")
 
 
 def psis_loo(fit: Fit) -> dict:
@@ -64,7 +67,13 @@ def stacking_weights(lpd: np.ndarray) -> np.ndarray:
 
 def _heldout_lpd(fit: Fit, table: xr.Dataset, held_out: str) -> float:
     """Density of the held-out rows under a fit on the other architectures:
-    log p(rows | others) = log mean_s p(rows | theta_s)."""
+    log p(rows | others), exact for a fit by quadrature (``exact_heldout_lpd``),
+    else the Monte Carlo log mean_s p(rows | theta_s)."""
+    from .exact import exact_heldout_lpd
+
+    value = exact_heldout_lpd(fit, table, held_out)
+    if value is not None:
+        return float(value)
     theory = get_theory(fit.theory)
     arch = list(table.model.values).index(held_out)
     row = table.sel(model=held_out)
@@ -123,6 +132,9 @@ class Evaluation:
              "sampler": ("theory", [self.results[t]["full"].sampler for t in theories])},
             coords={"theory": theories, "held_out": held_out})
         label(ds, "comparison")
+        ds.attrs["nested"] = int(is_nested(self.table))
+        ds.attrs["inference"] = ",".join(f"{t}:{self.results[t]['full'].inference}"
+                                         for t in theories)
         return ds
 
     def predictions(self) -> dict[tuple[str, str], xr.Dataset]:
@@ -147,7 +159,9 @@ def evaluate(table: xr.Dataset, theories=DEFAULT_THEORIES, options: FitOptions =
              workers: int = 2, attrs: dict | None = None) -> Evaluation:
     """Evaluate several theories, the sampled ones in parallel worker processes
     (each compiles its own model once and re-samples it for every fold)."""
-    sampled = [t for t in theories if get_theory(t).sampled]
+    # Only NUTS fits are worth a worker process; exact ones take seconds.
+    sampled = [t for t in theories
+               if get_theory(t).sampled and resolved_inference(t, options) == "nuts"]
     results = {}
     if workers > 1 and len(sampled) > 1:
         # The heaviest model (the most parameters) first, so that it does not
@@ -180,4 +194,12 @@ def comparison_table(ds: xr.Dataset) -> str:
                      f"{float(row.pareto_k_max):6.2f} {float(row.elpd_loao):10.2f} "
                      f"{float(row.elpd_loao_se):6.2f} {float(row.stacking_loo):6.2f} "
                      f"{float(row.stacking_loao):7.2f}  {flags}")
+    if int(ds.attrs.get("nested", 0)):
+        lines.append(NESTED_NOTE)
+    if "linear0" in ds.theory.values:
+        base = float(ds.elpd_loao.sel(theory="linear0"))
+        beaten = [str(t) for t in ds.theory.values
+                  if t != "linear0" and float(ds.elpd_loao.sel(theory=t)) > base]
+        lines.append("LOAO ELPD above the zero-parameter baseline linear0: "
+                     + (", ".join(beaten) if beaten else "none"))
     return "\n".join(lines)

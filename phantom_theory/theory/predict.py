@@ -7,12 +7,24 @@ level comes from the population, one draw per posterior sample shared by all its
 contexts, and is combined with its own measured-at-init quantities:
 log eta_c = log Q - log_scale. The prediction is written with a SHA-256 of its
 content before any outcome of the architecture is read; scoring checks the hash.
+
+The hash (``prediction_digest``) covers a canonical serialisation of everything in
+the file: every variable's values, dims, dtype and attributes (the context labels
+included) and every global attribute (hdi_prob, the diagnostics, the theory, the
+options), all but the hash itself and the time of writing. It only detects an
+accident: whoever edits the file can recompute it. What proves a blind test is the
+prediction committed to git before its sweep exists: ``check_commit`` compares the
+file with its content at a commit (``phantom score --commit REV``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import json
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -24,6 +36,10 @@ from .models import THEORIES
 
 SCHEMA = SCHEMAS["prediction"]
 HDI_PROB = 0.94
+# How the hash is made: a file hashed another way (or not at all) is refused, not
+# trusted. The time of writing is left out, so the same prediction hashes the same.
+HASH_SCHEME = "phantom-prediction-canonical/2"
+UNHASHED = ("prediction_sha256", "created")
 
 
 def hdi(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
@@ -36,15 +52,58 @@ def hdi(draws: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
     return float(lows[best]), float(highs[best])
 
 
+def _plain(value):
+    """An attribute value as plain JSON, the same before and after a netCDF round trip
+    (numpy scalars and arrays as Python numbers and lists)."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _values(values: np.ndarray) -> dict:
+    """An array's dtype class, shape and content digest: numbers as little-endian
+    64-bit (or bytes for booleans), text as the JSON list of its strings."""
+    if values.dtype.kind in "fc":
+        kind, data = "float", np.ascontiguousarray(values, dtype="<f8").tobytes()
+    elif values.dtype.kind in "iu":
+        kind, data = "int", np.ascontiguousarray(values, dtype="<i8").tobytes()
+    elif values.dtype.kind == "b":
+        kind, data = "bool", np.ascontiguousarray(values, dtype="|u1").tobytes()
+    else:
+        kind = "text"
+        data = json.dumps([str(v) for v in values.ravel().tolist()]).encode()
+    return {"kind": kind, "shape": list(values.shape), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def canonical_content(ds: xr.Dataset) -> dict:
+    """What the hash covers, field by field: ``attr NAME`` for each global attribute
+    (but the hash and the time of writing) and ``variable NAME`` for each variable,
+    coordinates included (dims, attributes, dtype class, shape, content digest)."""
+    fields = {f"attr {k}": _plain(v) for k, v in ds.attrs.items() if k not in UNHASHED}
+    for name, var in ds.variables.items():
+        fields[f"variable {name}"] = {"dims": list(var.dims),
+                                      "attrs": {k: _plain(v) for k, v in var.attrs.items()},
+                                      **_values(np.asarray(var.values))}
+    return fields
+
+
 def prediction_digest(ds: xr.Dataset) -> str:
-    """SHA-256 over the prediction's content: its draws, summaries and identity."""
-    digest = hashlib.sha256()
-    for name in sorted(ds.data_vars):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(ds[name].values).tobytes())
-    for key in ("theory", "held_out", "table_options_json"):
-        digest.update(str(ds.attrs.get(key, "")).encode())
-    return digest.hexdigest()
+    """SHA-256 of the canonical JSON of ``canonical_content``."""
+    text = json.dumps(canonical_content(ds), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differing_fields(a: dict, b: dict) -> list[str]:
+    """The fields of two ``canonical_content`` records that differ (or one lacks),
+    compared as their canonical JSON (so that NaN equals NaN, as in the hash)."""
+    def text(record, key):
+        return json.dumps(record.get(key, "(absent)"), sort_keys=True)
+
+    return sorted(k for k in set(a) | set(b) if text(a, k) != text(b, k))
 
 
 def predict_architecture(fit: Fit, table: xr.Dataset, held_out: str, seed: int = 0,
@@ -86,7 +145,7 @@ def predict_architecture(fit: Fit, table: xr.Dataset, held_out: str, seed: int =
                **{f"diagnostics_{k}": int(v) if isinstance(v, bool) else v
                   for k, v in fit.diagnostics.items()},
                "table_options_json": table.attrs.get("table_options_json", ""),
-               **(attrs or {})},
+               **(attrs or {}), "prediction_hash_scheme": HASH_SCHEME},
     )
     label(ds, "prediction")
     ds.attrs["prediction_sha256"] = prediction_digest(ds)
@@ -99,12 +158,77 @@ def write_prediction(ds, path, overwrite: bool = False):
 
 
 def open_prediction(path) -> xr.Dataset:
-    """Read a prediction and check that its content still matches its hash."""
+    """Read a prediction and check that its content still matches its hash (a
+    mismatch, or a file hashed another way, is a PhantomError)."""
     ds = open_dataset(path, "prediction")
+    scheme = ds.attrs.get("prediction_hash_scheme")
+    if scheme != HASH_SCHEME:
+        raise PhantomError(
+            f"{path} was hashed as {scheme or 'an older phantom did'}, not {HASH_SCHEME}: "
+            "that hash left its context labels, interval and diagnostics out, so nothing "
+            "can be verified; make the prediction again with `phantom predict` or "
+            "`phantom loao`")
     if prediction_digest(ds) != ds.attrs.get("prediction_sha256"):
         raise PhantomError(f"{path} does not match its recorded SHA-256: the prediction was "
                            "changed after it was written")
     return ds
+
+
+def _git(args: list[str], folder: Path, text: bool = True):
+    try:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
+                              text=text, timeout=60, check=False)
+    except OSError as error:
+        raise PhantomError(f"cannot run git to check the commit ({error}); install git") from None
+
+
+def check_commit(path, rev: str) -> dict:
+    """Check the prediction file ``path`` against its content at git commit ``rev``:
+    the commit, its time, and the canonical content of both must agree field by
+    field. Returns {"commit", "committed"}; a PhantomError names what differs, or
+    why the file cannot be found at that commit."""
+    path = Path(path).resolve()
+    top = _git(["rev-parse", "--show-toplevel"], path.parent)
+    if top.returncode != 0:
+        raise PhantomError(f"{path} is not in a git repository, so it cannot be checked "
+                           f"against commit {rev!r}: commit the prediction before its sweep "
+                           "runs, then score it with --commit")
+    root = Path(top.stdout.strip())
+    found = _git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root)
+    if found.returncode != 0:
+        raise PhantomError(f"{rev!r} is not a commit of the repository at {root}; give the "
+                           "commit that pre-registered the prediction")
+    commit = found.stdout.strip()
+    relative = path.relative_to(root).as_posix()
+    blob = _git(["show", f"{commit}:{relative}"], root, text=False)
+    if blob.returncode != 0:
+        raise PhantomError(f"{relative} is not in commit {commit[:12]}: that commit did not "
+                           "pre-register this prediction (git log -- the file shows which did)")
+    when = _git(["show", "-s", "--format=%cI", commit], root).stdout.strip()
+    with tempfile.TemporaryDirectory() as folder:
+        committed = Path(folder) / "committed.nc"
+        committed.write_bytes(blob.stdout)
+        try:
+            then = canonical_content(open_dataset(committed, "prediction"))
+        except PhantomError:
+            raise PhantomError(f"{relative} at commit {commit[:12]} is not a prediction "
+                               "file") from None
+    now = canonical_content(open_dataset(path, "prediction"))
+    changed = differing_fields(then, now)
+    if changed:
+        raise PhantomError(f"{path} is not the prediction committed in {commit[:12]} ({when}): "
+                           f"its {', '.join(changed[:4])} changed since; score the committed "
+                           f"file (git show {commit[:12]}:{relative})")
+    return {"commit": commit, "committed": when}
+
+
+def committed_before(committed: str, created: str) -> bool | None:
+    """Whether the ISO time ``committed`` is earlier than ``created`` (None if
+    either cannot be read)."""
+    try:
+        return _dt.datetime.fromisoformat(committed) < _dt.datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        return None
 
 
 def score(prediction: xr.Dataset, measured_eta_c: xr.DataArray, measured_eta_max=None) -> dict:

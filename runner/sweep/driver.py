@@ -22,7 +22,7 @@ from phantom_theory.provenance import provenance
 from phantom_theory.sweep import build_sweep, write_sweep
 
 from .spec import PER_GROUP, SWEEP_NAME, SweepSpec
-from .store import SweepStore
+from .store import RESULTS_VERSION, RESULTS_VERSION_ATTR, SweepStore
 
 
 def expected_runs(spec: SweepSpec) -> int:
@@ -140,12 +140,54 @@ def batches(spec: SweepSpec) -> dict[tuple, list[tuple]]:
 def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batched",
               overwrite: bool = False, progress: bool = False, address: str | None = None):
     """Run (or resume) a sweep into the folder ``out`` and return its Dataset, which
-    is also written to ``out/sweep.nc``."""
-    from tqdm.auto import tqdm
-
+    is also written to ``out/sweep.nc``. The folder is locked for the whole sweep
+    (a second sweep on it is refused with this one's pid)."""
     if executor not in ("local", "ray"):
         raise PhantomError(f"unknown executor {executor!r}; choose local or ray")
+    if engine not in ("batched", "sequential"):
+        raise PhantomError(f"unknown engine {engine!r}; choose batched or sequential")
+    check_runnable(spec)
     store = SweepStore(out, spec, overwrite)
+    try:
+        ds = _search_and_write(spec, store, executor, engine, progress, address)
+        store.commit()
+    finally:
+        store.release()
+    return ds
+
+
+def check_runnable(spec: SweepSpec) -> None:
+    """Refuse, before the sweep folder is touched, a spec naming a model, context or
+    device that no run could use (the spec itself checked its types and values)."""
+    from ..contexts import get_context, load_contexts
+    from ..models.catalog import REGISTRY, resolve
+    from ..models.gguf import is_cached
+
+    pool = load_contexts()
+    for model in spec.models:
+        resolve(model)
+        if model in REGISTRY and not is_cached(model):
+            raise PhantomError(f"registry model {model!r} of the spec is not cached; run "
+                               f"`phantom models pull {model}` first")
+        for context in spec.contexts_of(model):
+            get_context(context, pool)
+    device = spec.run_options(spec.groups()[0], 1.0).device
+    try:
+        import torch
+
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise PhantomError(f"device {device!r} in the sweep's [run] is not a torch device; "
+                           "give cpu, cuda, cuda:1, mps, ...") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise PhantomError(f"device {device!r} in the sweep's [run] needs CUDA, which this "
+                           "machine lacks; give device = \"cpu\"")
+
+
+def _search_and_write(spec, store, executor, engine, progress, address):
+    """Run every group's search into ``store`` and write sweep.nc there."""
+    from tqdm.auto import tqdm
+
     groups = spec.groups()
     bar = tqdm(total=len(groups) * expected_runs(spec), unit="run", disable=not progress,
                desc=f"sweep {spec.name}", dynamic_ncols=True)
@@ -171,6 +213,7 @@ def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batc
         **{key: value for key, value in
            options_attrs("run", spec.run_options(groups[0], spec.search.lo)).items()
            if key[4:] not in PER_GROUP},
+        RESULTS_VERSION_ATTR: RESULTS_VERSION,
     }
     ds = build_sweep(records, summaries, attrs)
     write_sweep(ds, store.root / SWEEP_NAME, overwrite=True)

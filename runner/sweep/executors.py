@@ -29,8 +29,9 @@ def run_local(spec, store, bar, engine):
     return records, summaries, infos
 
 
-def _ray_task(spec_json: str, root: str, keys: list, engine: str):
-    """One Ray task: the searches of some groups of one batch, in a worker."""
+def _ray_task(spec_json: str, root: str, keys: list, engine: str, overwrite: bool = False):
+    """One Ray task: the searches of some groups of one batch, in a worker (under
+    the lock its driver holds on the folder)."""
     import warnings
 
     from ..models import load_model
@@ -42,7 +43,7 @@ def _ray_task(spec_json: str, root: str, keys: list, engine: str):
     template = spec.run_options(keys[0], 1.0)
     loaded = load_model(keys[0][0], template.revision, template.dtype, template.device,
                         template.tie)
-    store = SweepStore(root, spec, check=False)
+    store = SweepStore(root, spec, overwrite, check=False)
     records, summaries = search_batch(spec, store, [tuple(k) for k in keys], loaded, engine)
     return records, summaries, loaded.info.attrs()
 
@@ -62,7 +63,8 @@ def run_ray(spec, store, bar, engine, address):
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 and spec.run.get(
             "device", "cpu").startswith("cuda") else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_task)
-        futures = {task.remote(spec.to_json(), str(store.root), [key], engine): key
+        futures = {task.remote(spec.to_json(), str(store.root), [key], engine,
+                               store.overwrite): key
                    for keys in batches(spec).values() for key in keys}
         records, summaries, infos = [], {}, {}
         pending = list(futures)

@@ -46,11 +46,22 @@ class SweepSpec:
     jumps: JumpOptions = JumpOptions()
     slots: int = 32                               # most runs in one batch
     model_contexts: dict = field(default_factory=dict)   # per-model contexts, if any
+    # contexts = "crossed": the crossed set's file, held-out ids and orientation per model
+    crossed: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("models", "contexts", "modes", "optimizers", "seeds"):
-            if not getattr(self, name):
+            values = list(getattr(self, name))
+            if not values:
                 raise PhantomError(f"the sweep spec lists no {name}")
+            repeated = [v for i, v in enumerate(values) if v in values[:i]]
+            if repeated:
+                raise PhantomError(f"the sweep spec lists {repeated[0]!r} twice in {name}; "
+                                   "list each once")
+        for model in self.models:
+            options_from_flat(RunOptions, {**self.template_fields(), "model": model}, "models")
+        for seed in self.seeds:
+            options_from_flat(RunOptions, {**self.template_fields(), "seed": seed}, "seeds")
         for mode in self.modes:
             options_from_flat(RunOptions, {**self.template_fields(), "mode": mode}, "[run]")
         for optimizer in self.optimizers:
@@ -70,6 +81,12 @@ class SweepSpec:
         ``contexts``."""
         return tuple(self.model_contexts.get(model, self.contexts))
 
+    @property
+    def held_out(self) -> tuple[str, ...]:
+        """The crossed set's held-out contexts: the sweep runs them, fits must not use
+        them (recorded in the sweep's spec as crossed.held_out)."""
+        return tuple(self.crossed.get("held_out", ()))
+
     def groups(self) -> list[tuple]:
         """Every (model, context, mode, optimizer, seed) group, ordered by model, mode,
         optimizer, context, then seed."""
@@ -84,7 +101,10 @@ class SweepSpec:
 
     def to_json(self) -> str:
         """The spec as JSON with sorted keys, the same text for the same spec."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        data = dataclasses.asdict(self)
+        if not data["crossed"]:
+            del data["crossed"]   # a spec without a crossed set keeps its digest
+        return json.dumps(data, sort_keys=True)
 
     def digest(self) -> str:
         """The SHA-256 (hex) of ``to_json``."""
@@ -109,6 +129,11 @@ def load_spec(path) -> SweepSpec:
         table = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise PhantomError(f"no such sweep spec: {path}") from None
+    except IsADirectoryError:
+        raise PhantomError(f"{path} is a folder; give a sweep spec's TOML file, such as "
+                           "data/sweeps/demo.toml") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PhantomError(f"cannot read the sweep spec {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise PhantomError(f"{path} is not valid TOML: {error}") from None
     allowed = {"name", "models", "contexts", "modes", "optimizers", "seeds", "steps", "lr",
@@ -129,8 +154,13 @@ def load_spec(path) -> SweepSpec:
     if clash:
         raise PhantomError(f"[run] in {path} may not set {sorted(clash)}; they belong to the "
                            "sweep's top level")
+    lists = {k: coerce(table[k], tuple[int, ...] if k == "seeds" else tuple[str, ...], k, where)
+             for k in ("models", "modes", "optimizers", "seeds") if k in table}
     contexts = table["contexts"]
-    model_contexts = {}
+    if "selected_count" in table and contexts != "selected":
+        raise PhantomError(f"selected_count in {path} applies only to contexts = \"selected\"; "
+                           "drop it, or select the contexts")
+    model_contexts, crossed = {}, {}
     if contexts == "all":
         from ..contexts import load_contexts
 
@@ -145,12 +175,20 @@ def load_spec(path) -> SweepSpec:
             count = coerce(count, int, "selected_count", where)
             if count < 1:
                 raise PhantomError(f"selected_count in {path} must be at least 1, not {count}")
-        model_contexts = {m: tuple(selected_contexts(m)[:count]) for m in table["models"]}
+        model_contexts = {m: tuple(selected_contexts(m)[:count]) for m in lists["models"]}
         contexts = sorted({c for ids in model_contexts.values() for c in ids})
+    elif contexts == "crossed":
+        # The crossed set (data/contexts/selected/crossed.toml): the same contexts on
+        # every model, each oriented per model when it is tokenized. The held-out ones
+        # run too, so that they can be scored; the spec records which they are.
+        from ..contexts.crossed import read_crossed
+
+        crossed_set = read_crossed()
+        crossed = crossed_set.record(lists["models"])
+        contexts = list(crossed_set.contexts)
     elif not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
-        raise PhantomError(f"contexts in {path} must be a list of ids, \"all\" or \"selected\"")
-    lists = {k: coerce(table[k], tuple[int, ...] if k == "seeds" else tuple[str, ...], k, where)
-             for k in ("models", "modes", "optimizers", "seeds") if k in table}
+        raise PhantomError(f"contexts in {path} must be a list of ids, \"all\", \"selected\" "
+                           f"or \"crossed\", not {contexts!r}")
     for name in ("lr", "outcome", "jumps"):
         if not isinstance(table.get(name, {}), dict):
             raise PhantomError(f"[{name}] in {path} must be a table, not {table[name]!r}")
@@ -161,6 +199,6 @@ def load_spec(path) -> SweepSpec:
         search=_options(SearchOptions, table.get("lr", {}), "lr"),
         outcome=_options(OutcomeOptions, table.get("outcome", {}), "outcome"),
         jumps=_options(JumpOptions, table.get("jumps", {}), "jumps"),
-        model_contexts=model_contexts, **lists)
+        model_contexts=model_contexts, crossed=crossed, **lists)
 
 

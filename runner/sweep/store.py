@@ -1,5 +1,14 @@
 """The sweep folder: spec.json, one netCDF file per finished run, and sweep.nc.
-The store owns the folder's layout; nothing else builds or parses its paths."""
+The store owns the folder's layout; nothing else builds or parses its paths.
+
+One process at a time writes a sweep folder: the store holds an exclusive lock on
+it (``phantom_theory.io.FolderLock``) from the claim to the end, and a second sweep
+on the same folder is refused with the holder's pid. A run file or a thin record
+is reused only if it was made by the very run the spec asks for: the same run
+options (steps, dtype, every [run] option), outcome and jump options, and the same
+``RESULTS_VERSION`` of the code. ``--overwrite`` never blends: a sweep that
+replaces another is built beside it and swapped in whole when it ends.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +19,37 @@ from pathlib import Path
 import numpy as np
 
 from phantom_theory.errors import PhantomError
-from phantom_theory.io import remove_stale_temporaries, write_text
+from phantom_theory.io import (
+    LOCK_NAME,
+    FolderLock,
+    publish_folder,
+    remove_stale_temporaries,
+    write_text,
+)
+from phantom_theory.options import options_attrs
 from phantom_theory.schema import GROUP_DIMS
 from phantom_theory.sweep import open_sweep, run_records
-from phantom_theory.trajectory import open_run, write_run
+from phantom_theory.trajectory import open_run, outcome_fields, write_run
 
-from .spec import SPEC_NAME, SWEEP_NAME, SweepSpec
+from .spec import PER_GROUP, SPEC_NAME, SWEEP_NAME, SweepSpec
 
 # Spec fields whose change leaves every run's definition as it was: a sweep folder
 # with such a change is extended (its runs reused), not refused. A change to steps,
 # run, outcome or jumps redefines the runs themselves.
 REUSABLE_CHANGES = {"name", "models", "contexts", "model_contexts", "modes", "optimizers",
                     "seeds", "search", "slots"}
+
+# The version of the code that makes a run's results (the training step, the
+# instrumentation, the outcome and jump rules). Raise it with any change that
+# alters what a run file holds for the same options: the sweep then refuses to
+# reuse the older files (or, with --overwrite, recomputes them). A file written
+# before the version was recorded counts as version 1.
+RESULTS_VERSION = 2
+RESULTS_VERSION_ATTR = "results_version"
+# The attributes of an option a file lacks count as that option's default: the file
+# was written before the option existed, and a new option's default keeps the old
+# behaviour.
+_DEFAULTS_OF_MISSING = {RESULTS_VERSION_ATTR: 1}
 
 
 def _safe(name: str) -> str:
@@ -41,62 +69,155 @@ def margin_proxies(ds) -> dict:
             "ahead_at_end": bool(ds.ahead_at_end)}
 
 
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def definition_mismatch(attrs: dict, expected: dict, defaults: dict) -> tuple | None:
+    """The first (attribute, found, expected) where a file's attributes disagree with
+    the run definition ``expected``; a missing attribute counts as its option's
+    default (``defaults``). None when they agree."""
+    for key, want in sorted(expected.items()):
+        have = _plain(attrs[key]) if key in attrs else defaults.get(key, "(absent)")
+        if have != want and not (isinstance(have, float) and isinstance(want, float)
+                                 and np.isnan(have) and np.isnan(want)):
+            return key, have, want
+    return None
+
+
+def _option_defaults(spec: SweepSpec) -> dict:
+    """The attributes of every run, outcome and jump option at its default."""
+    from phantom_theory.jumps import JumpOptions
+    from phantom_theory.outcomes import OutcomeOptions
+
+    from ..training.options import RunOptions
+
+    return {**options_attrs("run", RunOptions()), **options_attrs("outcome", OutcomeOptions()),
+            **options_attrs("jump", JumpOptions()), **_DEFAULTS_OF_MISSING}
+
+
+def run_definition(spec: SweepSpec, group: tuple, lr: float) -> dict:
+    """The attributes that define the run of ``group`` at ``lr``: its run options,
+    the outcome and jump options, and the results version."""
+    return {**options_attrs("run", spec.run_options(group, lr)),
+            **options_attrs("outcome", spec.outcome), **options_attrs("jump", spec.jumps),
+            RESULTS_VERSION_ATTR: RESULTS_VERSION}
+
+
+def sweep_definition(spec: SweepSpec) -> dict:
+    """The attributes a sweep.nc records of what defines all its runs: the run
+    options shared by every group, steps, outcome and jump options, results version."""
+    template = run_definition(spec, spec.groups()[0], spec.search.lo)
+    shared = {k: v for k, v in template.items()
+              if not (k.startswith("run_") and k[4:] in PER_GROUP)}
+    return {**shared, "run_steps": spec.steps}
+
+
 class SweepStore:
     """The sweep folder: spec.json, sweep.nc, and one folder per group,
     runs/<model>/<context>/<mode>-<optimizer>-seed<seed>/, holding one lr<lr>.nc per
-    finished run. The store alone builds these paths. A folder holding another
-    spec's runs is refused unless overwrite."""
+    finished run. The store alone builds these paths.
+
+    ``target`` is the folder the sweep is for; ``root`` the one it writes, which is
+    ``target`` itself, or, when ``overwrite`` replaces a sweep of another spec, a
+    sibling ``.NAME.replacing`` that ``commit`` swaps in whole (a killed replacement
+    resumes there; the old sweep stays as it was until the swap). A folder holding
+    another spec's runs is refused unless overwrite; a folder that holds files but
+    no sweep is refused always. ``check=False`` (a Ray worker, under its driver's
+    lock) reads the folder as it is."""
 
     def __init__(self, root, spec: SweepSpec, overwrite: bool = False, check: bool = True):
-        self.root, self.spec = Path(root), spec
+        self.target = self.root = Path(root)
+        self.spec, self.overwrite = spec, overwrite
         self.recorded: dict[tuple, dict] = {}
+        self._lock: FolderLock | None = None
+        self._defaults = _option_defaults(spec)
         if check:
-            self._claim(overwrite)
+            self._claim()
         else:
             self.recorded = self._read_record()
 
+    # -- claiming the folder --------------------------------------------------------
+
+    def _claim(self) -> None:
+        target = self.target
+        if target.exists() and not target.is_dir():
+            raise PhantomError(f"{target} exists and is not a folder; choose another --out")
+        target.mkdir(parents=True, exist_ok=True)   # nothing to lock otherwise
+        self._lock = FolderLock(target, "sweep").acquire()
+        try:
+            self._choose_root()
+            self._lock.announce()
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_text(self.root / SPEC_NAME, self.spec.to_json(), overwrite=True)
+            for group in self.spec.groups():   # what a killed writer left
+                remove_stale_temporaries(self.group_folder(group))
+        except BaseException:
+            self.release()
+            raise
+
+    def _choose_root(self) -> None:
+        """Decide where the sweep writes, and which runs it may reuse."""
+        target, text = self.target, self.spec.to_json()
+        spec_path = target / SPEC_NAME
+        if not spec_path.exists():
+            if any(p.name != LOCK_NAME for p in target.iterdir()):
+                raise PhantomError(f"{target} is not empty and holds no sweep spec; choose an "
+                                   "empty or new folder (--overwrite replaces only a sweep)")
+            return
+        old_text = spec_path.read_text()
+        if old_text == text:
+            self.recorded = self._read_record()
+            return
+        changed = _changed_fields(old_text, text)
+        if not self.overwrite and set(changed) <= REUSABLE_CHANGES:
+            # A change that leaves every run's definition alone (the bracket, the
+            # tolerance, the groups) keeps the runs that the new spec still has.
+            self.recorded = self._read_record()
+            self._prune()
+            (target / SWEEP_NAME).unlink(missing_ok=True)
+            return
+        if not self.overwrite:
+            raise PhantomError(
+                f"{target} holds a sweep with a different spec (it differs in "
+                f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
+                "replace it")
+        staging = target.with_name(f".{target.name}.replacing")
+        if staging.is_dir() and (staging / SPEC_NAME).is_file() \
+                and (staging / SPEC_NAME).read_text() == text:
+            self.root = staging   # a replacement killed before its swap: resume it
+            self.recorded = self._read_record()
+            return
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+        except OSError as error:
+            raise PhantomError(f"cannot build the replacement of {target} beside it "
+                               f"({error}); choose another --out") from None
+        self.root = staging
+
     def _read_record(self) -> dict[tuple, dict]:
         """The runs the folder's sweep.nc records, by (group, lr): a thin record
-        (the table without its trajectories) resumes from these."""
+        (the table without its trajectories) resumes from these, once its run
+        definition is the spec's."""
         path = self.root / SWEEP_NAME
         if not path.is_file():
             return {}
         try:
-            records = run_records(open_sweep(path))
+            ds = open_sweep(path)
         except PhantomError:
             return {}
+        mismatch = definition_mismatch(ds.attrs, sweep_definition(self.spec), self._defaults)
+        if mismatch is not None:
+            if self.overwrite:
+                return {}
+            raise self._mismatch_error(path, mismatch, "its runs")
+        records = run_records(ds)
         return {(tuple(r[d] for d in GROUP_DIMS), float(r["lr"])): r for r in records}
-
-    def _claim(self, overwrite: bool) -> None:
-        spec_path = self.root / SPEC_NAME
-        if self.root.exists() and not self.root.is_dir():
-            raise PhantomError(f"{self.root} exists and is not a folder")
-        if spec_path.exists():
-            same = spec_path.read_text() == self.spec.to_json()
-            old = json.loads(spec_path.read_text())
-            new = json.loads(self.spec.to_json())
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if not same and not overwrite and not set(changed) <= REUSABLE_CHANGES:
-                raise PhantomError(
-                    f"{self.root} holds a sweep with a different spec (it differs in "
-                    f"{', '.join(changed)}); choose another --out, or pass --overwrite to "
-                    "discard its runs")
-            if not same and overwrite:
-                shutil.rmtree(self.root / "runs", ignore_errors=True)
-            else:
-                self.recorded = self._read_record()
-            if not same:
-                # A change that leaves every run's definition alone (the bracket, the
-                # tolerance, the groups) keeps the runs that the new spec still has.
-                self._prune()
-                (self.root / SWEEP_NAME).unlink(missing_ok=True)
-        elif self.root.exists() and any(self.root.iterdir()) and not overwrite:
-            raise PhantomError(f"{self.root} is not empty and holds no sweep spec; choose an "
-                               "empty or new folder, or pass --overwrite")
-        self.root.mkdir(parents=True, exist_ok=True)
-        write_text(self.root / SPEC_NAME, self.spec.to_json(), overwrite=True)
-        for group in self.spec.groups():   # what a killed writer left
-            remove_stale_temporaries(self.group_folder(group))
 
     def _prune(self) -> None:
         """Delete the run folders of groups that the spec no longer has."""
@@ -104,6 +225,20 @@ class SweepStore:
         for folder in self.root.glob("runs/*/*/*"):
             if folder.is_dir() and folder not in keep:
                 shutil.rmtree(folder)
+
+    def commit(self) -> None:
+        """Put a replacement built beside the target in its place, in one step."""
+        if self.root != self.target:
+            publish_folder(self.root, self.target, overwrite=True)
+            self.root = self.target
+
+    def release(self) -> None:
+        """Let the folder's lock go."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # -- runs -----------------------------------------------------------------------
 
     def group_folder(self, group: tuple) -> Path:
         """The folder of one group's run files."""
@@ -114,8 +249,17 @@ class SweepStore:
         """The file of the run of ``group`` at learning rate ``lr``."""
         return self.group_folder(group) / f"lr{lr:.17g}.nc"
 
+    def _mismatch_error(self, path: Path, mismatch: tuple, what: str) -> PhantomError:
+        key, have, want = mismatch
+        return PhantomError(
+            f"{path} was made by another run definition: its {key} is {have!r}, the spec's "
+            f"is {want!r}; {what} cannot be reused: pass --overwrite to compute them again, "
+            "or choose another --out")
+
     def load(self, group: tuple, lr: float) -> dict | None:
-        """The record of a finished run, or None if it is not on disk (or unreadable)."""
+        """The record of a finished run of this very definition, or None if it is
+        not on disk (or unreadable); a run file of another definition is an error
+        (with overwrite: None, so the run is made again and replaces it)."""
         path = self.path(group, lr)
         if not path.is_file():
             record = self.recorded.get((tuple(group), float(lr)))
@@ -126,14 +270,21 @@ class SweepStore:
                 return None
         except PhantomError:
             return None
+        mismatch = definition_mismatch(ds.attrs, run_definition(self.spec, group, lr),
+                                       self._defaults)
+        if mismatch is not None:
+            if self.overwrite:
+                return None
+            raise self._mismatch_error(path, mismatch, "it")
         return self.record(ds, path)
 
     def save(self, ds) -> dict:
-        """Write a finished run's Dataset to its file (replacing any) and return its
-        record."""
+        """Write a finished run's Dataset to its file (replacing any), stamped with
+        the results version, and return its record."""
         group = tuple(ds[f].item() for f in GROUP_DIMS)
         path = self.path(group, float(ds.lr))
         path.parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.assign_attrs({RESULTS_VERSION_ATTR: RESULTS_VERSION})
         write_run(ds, path, overwrite=True)
         return self.record(ds, path)
 
@@ -151,8 +302,15 @@ class SweepStore:
             "phi_start": float(ds.phi[0]), "phi_end": float(ds.phi[last]),
             "drag_change": float(ds.drag_change), "n_jumps": int(ds.sizes.get("jump", 0)),
             "n_phantom_jumps": int(ds.jump_phantom.sum()) if "jump_phantom" in ds else 0,
-            **margin_proxies(ds),
+            **margin_proxies(ds), **outcome_fields(ds),
             "file": str(path.relative_to(self.root)),
         }
 
 
+def _changed_fields(old_text: str, new_text: str) -> list[str]:
+    try:
+        old = json.loads(old_text)
+    except ValueError:
+        return ["spec.json (unreadable)"]
+    new = json.loads(new_text)
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -38,6 +38,7 @@ from .finish import finish_run
 from .hashes import FrozenMatrices, StepHashes, tensor_sha256
 from .instrument import MATRICES, Recorder, frozen_geometry, other_geometry, pair_geometry
 from .lora import trainable_model
+from .memory import check_batch_memory
 from .optimizers import BatchedOptimizer
 from .options import RunOptions
 
@@ -76,6 +77,8 @@ class BatchedEngine:
                                "with --engine sequential")
         self.template, self.loaded = template, loaded
         self.outcome_options, self.jump_options = outcome_options, jump_options
+        # as many slots as fit in memory, and none at all when one run does not
+        max_slots, memory = check_batch_memory(template, loaded.model, max_slots)
         self.max_slots = max_slots
         self.device = torch.device(template.device)
         # Full fine-tuning reads the base model's parameters only as the runs'
@@ -83,6 +86,7 @@ class BatchedEngine:
         base = loaded.model if template.mode == "full" else copy.deepcopy(loaded.model)
         self.model, self.audit = trainable_model(base, template.mode, template.lora,
                                                  template.seed)
+        self.audit.update(memory)
         self.model.eval()
 
         named = dict(self.model.named_parameters())

@@ -27,7 +27,9 @@ BASE_COLUMNS = (
     "entropy", "bulk_mass", "phi", "signal", "drag", "signal_normalised", "overlap_ck",
     "pair_distance",
 )
-ATTRIBUTION_COLUMNS = ("attribution_readout", "attribution_geometry")
+# The readout and geometry parts of each increment t -> t + 1, of Phi and of the drag.
+ATTRIBUTION_COLUMNS = ("attribution_readout", "attribution_geometry",
+                       "attribution_drag_readout", "attribution_drag_geometry")
 SECONDARY_COLUMNS = ("phi", "signal", "drag", "overlap_ck")
 MATRICES = {"readout": readout_matrix, "input": input_embedding}
 
@@ -40,7 +42,8 @@ def other_geometry(geometry: str) -> str:
 
 def columns(geometry: str) -> tuple[str, ...]:
     """The logged columns under ``geometry``: the base columns, Phi, signal, drag and
-    S_ck under the other geometry (suffixed with its name), and the attribution."""
+    S_ck under the other geometry (suffixed with its name), and the readout/geometry
+    attribution of the change of Phi and of the drag."""
     return (*BASE_COLUMNS, *(f"{name}_{other_geometry(geometry)}" for name in SECONDARY_COLUMNS),
             *ATTRIBUTION_COLUMNS)
 
@@ -77,7 +80,7 @@ class _Run:
     table: np.ndarray
     frozen: tuple | None          # per geometry: (weights (V,), pair (2, d)), or None
     steps: list = field(default_factory=list)   # steps buffered since the last reduction
-    previous: tuple | None = None               # (weights, phi) of the last reduced state
+    previous: tuple | None = None               # (weights, phi, delta) of the last reduced state
 
 
 class Recorder:
@@ -142,7 +145,9 @@ class Recorder:
 
     def reduce(self, slot: int) -> None:
         """Turn the run's buffered states into table rows, with the attribution of
-        each increment (the first one reaching back to the previous chunk)."""
+        each increment, of Phi and of the drag (the first one reaching back to the
+        previous chunk). Under a frozen geometry the next state read through the
+        previous geometry is the next state itself, so both geometry parts are 0."""
         run = self.runs[slot]
         n = len(run.steps)
         if not n:
@@ -170,17 +175,25 @@ class Recorder:
             ], dim=-1)
             weights = weights.expand(n, -1)
             if run.previous is None:
-                before_w, before_phi, p_after, after_phi = weights[:-1], phi[:-1], p[1:], phi[1:]
+                before_w, before_phi, before_delta = weights[:-1], phi[:-1], delta[:-1]
+                p_after, after_phi, after_delta = p[1:], phi[1:], delta[1:]
             else:
-                before_w = torch.cat([run.previous[0][None], weights[:-1]])
-                before_phi = torch.cat([run.previous[1][None], phi[:-1]])
-                p_after, after_phi = p, phi
-            readout, geometry = op.attribution(p_after, before_w, before_phi, after_phi)
-            run.previous = (weights[-1].clone(), phi[-1].clone())
+                before_w, before_phi, before_delta = (
+                    torch.cat([last[None], now[:-1]])
+                    for last, now in zip(run.previous, (weights, phi, delta), strict=True))
+                p_after, after_phi, after_delta = p, phi, delta
+            if run.frozen is not None:
+                mixed_phi, mixed_delta = after_phi, after_delta
+            else:
+                mixed_phi, _, mixed_delta = op.decompose(p_after, before_w, None, c, k)
+            parts = (*op.split_change(before_phi, mixed_phi, after_phi),
+                     *op.split_change(before_delta, mixed_delta, after_delta))
+            run.previous = (weights[-1].clone(), phi[-1].clone(), delta[-1].clone())
         steps = np.asarray(run.steps)
-        run.table[steps, :-2] = table.cpu().numpy()
-        increments = steps[len(steps) - len(readout):] - 1
-        run.table[increments, -2:] = torch.stack([readout, geometry], -1).cpu().numpy()
+        n_parts = len(ATTRIBUTION_COLUMNS)
+        run.table[steps, :-n_parts] = table.cpu().numpy()
+        increments = steps[len(steps) - len(parts[0]):] - 1
+        run.table[increments, -n_parts:] = torch.stack(parts, -1).cpu().numpy()
         run.steps = []
 
     def finish(self, slot: int) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ from .finish import finish_run
 from .hashes import FrozenMatrices, StepHashes, tensor_sha256
 from .instrument import Instrument
 from .lora import trainable_model, trainable_parameters
+from .memory import check_run_memory
 from .optimizers import make_optimizer
 from .options import RunOptions
 
@@ -56,7 +57,9 @@ def train_step(model, input_ids, target, optimizer, instrument, step: int) -> bo
 
 def prepare(options: RunOptions, loaded: LoadedModel | None = None):
     """Load (or copy) the model, tokenize the context and make it trainable for the
-    mode: (loaded, model, tokenized context, tie audit)."""
+    mode: (loaded, model, tokenized context, tie audit). A run that cannot fit in
+    memory is refused before the model is loaded (runner.training.memory)."""
+    memory = check_run_memory(options, loaded)
     if loaded is None:
         loaded = load_model(options.model, options.revision, options.dtype, options.device,
                             options.tie)
@@ -65,7 +68,7 @@ def prepare(options: RunOptions, loaded: LoadedModel | None = None):
     context = tokenize_context(loaded.tokenizer, get_context(options.context), options.model)
     model, audit = trainable_model(loaded.model, options.mode, options.lora, options.seed)
     model.train(options.dropout)
-    return loaded, model, context, audit
+    return loaded, model, context, {**audit, **memory}
 
 
 def run(options: RunOptions, *, progress: bool = False, loaded: LoadedModel | None = None,

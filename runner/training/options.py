@@ -74,6 +74,9 @@ class RunOptions:
         "help": "under LoRA, hash the embedding matrices every N steps"})
     tie: str = field(default="auto", metadata={
         "help": "registry models stored untied: readout, stored or auto (the registry's)"})
+    memory_check: str = field(default="on", metadata={
+        "help": "on: refuse a run whose estimated memory exceeds what is available "
+                "(runner.training.memory); off: try anyway"})
 
     def __post_init__(self):
         _require([
@@ -100,4 +103,6 @@ class RunOptions:
             (self.hash_interval > 0,
              f"hash interval must be a positive integer, not {self.hash_interval}"),
             (self.tie in TIE_MODES, f"tie must be one of {TIE_MODES}, not {self.tie!r}"),
+            (self.memory_check in ("on", "off"),
+             f"memory check must be 'on' or 'off', not {self.memory_check!r}"),
         ])

@@ -126,7 +126,47 @@ def test_predict_writes_a_hashed_prediction_that_score_verifies(results, capsys)
     digest = re.search(r"prediction SHA-256 ([0-9a-f]{64})", out).group(1)
     assert main(["score", str(path), "--sweep", str(results / "sweep")]) == 0
     scored = capsys.readouterr().out
-    assert f"prediction SHA-256 {digest} (verified)" in scored and "tiny-neox" in scored
+    assert f"prediction SHA-256 {digest} (verified: " in scored and "tiny-neox" in scored
+    assert "the diagnostics gate" in scored
+
+
+def _commit(repo, path, date):
+    import os
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    for args in (["init", "-q"], ["add", path.name], ["commit", "-q", "-m", "pre-register"]):
+        subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c",
+                        "user.email=test@example.org", *args], check=True, env=env,
+                       capture_output=True)
+
+
+def test_score_commit_checks_the_pre_registration(results, capsys, tmp_path):
+    """--commit passes for a prediction committed before the sweep was written and
+    fails, naming why, for one committed after it or changed since its commit."""
+    import shutil
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    for repo, date in ((before, "2001-01-01T00:00:00+00:00"), (after, "2090-01-01T00:00:00+00:00")):
+        repo.mkdir()
+        shutil.copy2(results / "prediction.nc", repo / "pred.nc")
+        _commit(repo, repo / "pred.nc", date)
+    sweep = str(results / "sweep")
+    assert main(["score", str(before / "pred.nc"), "--sweep", sweep, "--commit", "HEAD"]) == 0
+    assert "pre-registered: the file is its content at commit" in capsys.readouterr().out
+    fails(capsys, ["score", str(after / "pred.nc"), "--sweep", sweep, "--commit", "HEAD"],
+          "is later than the sweep", "no pre-registration")
+    edited = xr.load_dataset(before / "pred.nc")
+    edited.attrs["hdi_prob"] = 0.999
+    from phantom_theory.theory.predict import prediction_digest
+
+    edited.attrs["prediction_sha256"] = prediction_digest(edited)   # a careful forger
+    (before / "pred.nc").unlink()
+    edited.to_netcdf(before / "pred.nc")
+    fails(capsys, ["score", str(before / "pred.nc"), "--sweep", sweep, "--commit", "HEAD"],
+          "is not the prediction committed in", "attr hdi_prob")
+    fails(capsys, ["score", str(results / "prediction.nc"), "--sweep", sweep, "--commit",
+                   "HEAD"], "not in a git repository")
 
 
 def test_loao_then_report_make_a_self_contained_page(results, capsys):
@@ -144,6 +184,38 @@ def test_loao_then_report_make_a_self_contained_page(results, capsys):
     assert not re.search(r'(?:src|href)="(?!data:)', page), "the page links outside itself"
     for heading in ("Sweep", "Theory comparison", "Architecture effects", "Blind predictions"):
         assert heading in page
+
+
+def test_loao_replaces_a_results_folder_whole_and_report_refuses_a_mixed_one(results, capsys):
+    """A second loao into the same folder is refused without --overwrite; with it,
+    the folder is replaced whole (a new run id in every file and the manifest). A
+    file of the first run put back into it makes report refuse the folder."""
+    import json
+    import shutil
+
+    out = results / "theory-twice"
+    argv = ["loao", *fit_on(results), *QUICK, "--theories", "sharpness", "--workers", "1",
+            "--allow-unconverged", "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    shutil.copy2(out / "scores.nc", results / "first-scores.nc")
+    fails(capsys, argv, "--overwrite")
+    assert json.loads((out / "manifest.json").read_text()) == first
+    assert main([*argv, "--overwrite"]) == 0
+    second = json.loads((out / "manifest.json").read_text())
+    assert second["run_id"] != first["run_id"]
+    assert sorted(second["files"]) == sorted(str(p.relative_to(out)) for p in out.rglob("*.nc"))
+    assert xr.open_dataset(out / "table.nc").attrs["loao_run_id"] == second["run_id"]
+    assert not list(results.glob(".theory-twice*"))
+    shutil.copy2(results / "first-scores.nc", out / "scores.nc")
+    (results / "first-scores.nc").unlink()
+    fails(capsys, ["report", str(results), "-o", str(results / "mixed.html")],
+          "theory-twice is mixed", "scores.nc")
+    (out / "manifest.json").unlink()   # a folder without a manifest: the run ids decide
+    fails(capsys, ["report", str(results), "-o", str(results / "mixed.html")],
+          "mixes the results of two loao runs")
+    assert not (results / "mixed.html").exists()
+    shutil.rmtree(out)
 
 
 def test_fit_on_needs_two_paths(results, capsys):

@@ -76,6 +76,30 @@ def test_frozen_geometry_has_an_exactly_zero_geometry_part(toy):
     assert geometry == 0.0
 
 
+def test_drag_attribution_parts_add_up_to_the_change_in_the_drag(toy):
+    U, p = toy
+    U2 = U + 0.1 * np.arange(15).reshape(5, 3) / 15
+    p2 = np.array([0.3, 0.2, 0.2, 0.2, 0.1])
+    w1 = op.population_weights(*op.pair_overlaps(U, 0, 1))
+    w2 = op.population_weights(*op.pair_overlaps(U2, 0, 1))
+    d1, d2 = op.drag(p, w1, 0, 1), op.drag(p2, w2, 0, 1)
+    readout, geometry = op.drag_attribution(p2, w1, d1, d2, 0, 1)
+    bulk = [2, 3, 4]
+    assert readout == pytest.approx(p2[bulk] @ w1[bulk] - p[bulk] @ w1[bulk], abs=1e-15)
+    assert geometry == pytest.approx(p2[bulk] @ (w2[bulk] - w1[bulk]), abs=1e-15)
+    assert readout + geometry == pytest.approx(d2 - d1, abs=1e-15)
+    assert geometry != 0
+
+
+def test_a_frozen_geometry_has_an_exactly_zero_drag_geometry_part(toy):
+    U, p = toy
+    w = op.population_weights(*op.pair_overlaps(U, 0, 1))
+    p2 = np.array([0.3, 0.2, 0.2, 0.2, 0.1])
+    readout, geometry = op.drag_attribution(p2, w, op.drag(p, w, 0, 1), op.drag(p2, w, 0, 1),
+                                            0, 1)
+    assert geometry == 0.0 and readout != 0
+
+
 def test_weights_from_rows_equal_weights_from_overlaps(toy):
     U, _ = toy
     expected = op.population_weights(*op.pair_overlaps(U, 0, 1))

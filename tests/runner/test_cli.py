@@ -83,3 +83,132 @@ def test_a_missing_sweep_spec(capsys, tmp_path):
 def test_an_unknown_executor(capsys, cli_sweep):
     fails(capsys, ["sweep", str(cli_sweep / "tiny.toml"), "--out", str(cli_sweep / "out"),
                    "--executor", "slurm"], "'slurm'", "local", "ray")
+
+
+# -- custom contexts, the crossed set and broken selections ------------------------------
+
+ADHOC = ["run", "--model", "tiny-gpt2", "--mode", "lora", "--lr", "1e-2", "--steps", "3",
+         "--quiet"]
+CUSTOM = ('[[context]]\nid = "begin-start"\nsentence = "At nine the meeting will"\n'
+          'correct = "begin"\ncompetitor = "start"\n')
+
+
+def test_an_adhoc_context_runs_and_is_recorded_under_a_derived_id(capsys, tmp_path):
+    from phantom_theory.trajectory import open_run
+    from runner.contexts.pool import adhoc_context
+
+    out = tmp_path / "a.nc"
+    assert main([*ADHOC, "--sentence", "The meeting will", "--correct", "begin",
+                 "--competitor", "start", "--out", str(out)]) == 0
+    ds = open_run(out)
+    expected = adhoc_context("The meeting will", "begin", "start")
+    assert ds.context.item() == expected.id == adhoc_context("The meeting will  ", "begin",
+                                                             " start").id
+    assert expected.id.startswith("begin-start-") and len(expected.id) == len("begin-start-") + 8
+    assert (ds.attrs["context_sentence"], ds.attrs["context_correct"],
+            ds.attrs["context_competitor"], ds.attrs["context_source"]) == (
+        "The meeting will", "begin", "start", "command line")
+
+
+@pytest.mark.parametrize("extra,fragments", [
+    (["--sentence", "The meeting will", "--correct", "shame-guilt", "--competitor", "start"],
+     ("'shame-guilt' is 3 tokens", "['▁shame', '<unk>', '<unk>']")),
+    (["--sentence", "The meeting will", "--correct", "zzyzx", "--competitor", "start"],
+     ("'zzyzx' is not in tiny-gpt2's vocabulary",)),
+    (["--sentence", "The meeting will", "--correct", "start", "--competitor", "start"],
+     ("both 'start'",)),
+    (["--sentence", "  ", "--correct", "begin", "--competitor", "start"],
+     ("the sentence is empty",)),
+    (["--sentence", "The meeting will", "--correct", "deep sense", "--competitor", "start"],
+     ("one word without spaces", "'deep sense'")),
+    (["--sentence", "The meeting will", "--correct", "begin"], ("--competitor missing",)),
+    (["--sentence", "The meeting will", "--correct", "begin", "--competitor", "start",
+      "--context", "start-begin"], ("drop --context start-begin",)),
+    (["--sentence", "The meeting will", "--correct", "begin", "--competitor", "start",
+      "--contexts-file", "x.toml"], ("not both",)),
+])
+def test_a_bad_adhoc_context_is_one_line_and_writes_nothing(capsys, tmp_path, extra, fragments):
+    out = tmp_path / "a.nc"
+    fails(capsys, [*ADHOC, *extra, "--out", str(out)], *fragments)
+    assert not out.exists()
+
+
+def test_a_contexts_file_runs_its_context_and_records_the_file(capsys, tmp_path):
+    from phantom_theory.trajectory import open_run
+
+    path, out = tmp_path / "custom.toml", tmp_path / "a.nc"
+    path.write_text(CUSTOM)
+    assert main([*ADHOC, "--contexts-file", str(path), "--out", str(out)]) == 0
+    ds = open_run(out)
+    assert ds.context.item() == "begin-start" and ds.attrs["context_source"] == "custom.toml"
+    assert ds.attrs["context_sentence"] == "At nine the meeting will"
+
+
+@pytest.mark.parametrize("text,fragments", [
+    (None, ("no such contexts file",)),
+    ("", ("holds no contexts",)),
+    ("[[context]\n", ("is not valid TOML",)),
+    ('[[context]]\nid = "a"\nsentence = "s"\ncorrect = "x"\n', ("lacks ['competitor']",)),
+    ('[[context]]\nid = "a"\nsentence = "s"\ncorrect = "x"\ncompetitor = 5\n',
+     ("competitor of context 1", "not 5")),
+    ('[[context]]\nid = "a"\nsentence = "s"\ncorrect = "x"\ncompetitor = "x"\n',
+     ("both 'x'",)),
+    ('context = 5\n', ("holds no contexts",)),
+    (CUSTOM + CUSTOM.replace("begin-start", "glad-happy"), ("holds 2 contexts", "--context")),
+    (CUSTOM.replace('id = "begin-start"', 'id = "start-begin"'), ("defined twice",)),
+])
+def test_a_bad_contexts_file_is_one_line_and_writes_nothing(capsys, tmp_path, text, fragments):
+    path, out = tmp_path / "custom.toml", tmp_path / "a.nc"
+    if text is not None:
+        path.write_text(text)
+    fails(capsys, [*ADHOC, "--contexts-file", str(path), "--out", str(out)], *fragments)
+    assert not out.exists()
+
+
+def test_quantities_measure_a_contexts_files_contexts(capsys, tmp_path):
+    import xarray as xr
+
+    path, out = tmp_path / "custom.toml", tmp_path / "q.nc"
+    path.write_text(CUSTOM)
+    assert main(["quantities", "tiny-gpt2", "--contexts-file", str(path), "--modes", "lora",
+                 "--optimizers", "sgd", "--hessian-method", "power", "--hessian-max-iter", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    with xr.open_dataset(out) as ds:
+        # the planted competitor 'begin' is ahead of 'start'; here it is the target
+        assert list(ds.context.values) == ["begin-start"] and float(ds.m0.squeeze()) > 0
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["--crossed", "tiny-gpt2", "tiny-neox", "--n", "0"], ("at least 1, not 0",)),
+    (["--crossed", "tiny-gpt2", "--n", "4", "--n-held-out", "4"], ("below n = 4",)),
+    (["--crossed", "tiny-gpt2", "--target-margin", "2"], ("--target-margin",)),
+    (["--crossed", "tiny-gpt2", "tiny-neox", "--n", "40"],
+     ("pool pair(s) are single tokens in every tokenizer", "fewer than the 40", "tiny-gpt2 splits",
+      "tiny-neox splits", "is not in the vocabulary")),
+    (["tiny-gpt2", "--n-held-out", "2"], ("crossed set only",)),
+    ([], ("name the model",)),
+    (["tiny-gpt2", "--n", "0"], ("at least 1, not 0",)),
+    (["tiny-gpt2", "--min-margin", "100", "--max-margin", "200"],
+     ("no context of the", "nothing was written")),
+])
+def test_a_selection_that_cannot_be_made_writes_nothing(capsys, tmp_path, argv, fragments):
+    out = tmp_path / "selection.toml"
+    fails(capsys, ["contexts", "select", *argv, "--out", str(out)], *fragments)
+    assert not out.exists()
+
+
+def test_a_broken_selection_file_fails_only_the_commands_that_need_it(capsys, tmp_path,
+                                                                      monkeypatch):
+    data = tmp_path / "data"
+    shutil.copytree("data/contexts", data / "contexts")
+    broken = data / "contexts" / "selected" / "broken.toml"
+    broken.write_text("[selection]\nmodel = \"broken\"\n")   # what an empty selection was
+    monkeypatch.setenv("PHANTOM_DATA", str(data))
+    assert main([*RUN, "--out", str(tmp_path / "a.nc")]) == 0
+    assert main(["models", "list"]) == 0
+    assert main(["contexts", "list", "--ids"]) == 0
+    capsys.readouterr()
+    fails(capsys, ["contexts", "list", "--selected", "broken"], str(broken),
+          "phantom contexts select broken --overwrite")
+    fails(capsys, ["run", "--context", "nope", "--out", str(tmp_path / "b.nc")],
+          "unknown context 'nope'", "broken.toml was skipped")

@@ -14,11 +14,12 @@ from ...errors import PhantomError
 from .base import FitData, Outcomes, Theory, fit_data
 from .class_mixture import CLASSES, ClassMixture
 from .hier import Hierarchical
+from .linear0 import Linear0
 from .sharpness import Sharpness
 from .universal import Universal
 
-THEORIES: dict[str, Theory] = {t.name: t for t in (Universal(), Hierarchical(), ClassMixture(),
-                                                   Sharpness())}
+THEORIES: dict[str, Theory] = {t.name: t for t in (Linear0(), Universal(), Hierarchical(),
+                                                   ClassMixture(), Sharpness())}
 # What a comparison fits unless told otherwise: every registered theory, in the
 # registry's order (a live view, so a theory registered later is included).
 DEFAULT_THEORIES = THEORIES.keys()
@@ -35,4 +36,4 @@ def get_theory(theory: str | Theory) -> Theory:
 
 
 __all__ = ["CLASSES", "DEFAULT_THEORIES", "THEORIES", "ClassMixture", "FitData", "Hierarchical",
-           "Outcomes", "Sharpness", "Theory", "Universal", "fit_data", "get_theory"]
+           "Linear0", "Outcomes", "Sharpness", "Theory", "Universal", "fit_data", "get_theory"]

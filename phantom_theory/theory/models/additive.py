@@ -14,6 +14,16 @@ levels are drawn afterwards from their exact Gaussian conditionals; an
 architecture with no outcome rows (held out) gets its level from the population,
 one draw per posterior sample shared by all its contexts. The context effects
 are sampled, centred or not (``fit.choose_parameterization``).
+
+The zero-sum constraint runs over the contexts the fit observes: gamma is the
+sampled zero-sum vector less its mean over the observed contexts. A context
+without rows in the fit (a held-out architecture's own, in a nested table) then
+gets gamma_k = tau_gamma (w_k - mean_O w), w iid Normal(0, 1): a new context of the
+population, measured against the observed contexts' mean, which is what mu is.
+
+Given the scales (tau_gamma, sigma, tau) the layout is linear-Gaussian in mu, the
+levels and the context effects; ``exact`` integrates those out analytically and
+the scales by quadrature (``exact_inference``).
 """
 
 from __future__ import annotations
@@ -36,20 +46,33 @@ def normal_logp(x, mean, sigma):
     return -0.5 * ((x - mean) / sigma) ** 2 - pt.log(sigma) - 0.5 * LOG_2PI
 
 
-def context_effects(theory: Theory, data: FitData, tau_gamma):
-    """Context effects gamma = tau_gamma * z_gamma, z_gamma from the theory's prior:
-    sampled as gamma itself (centred) or as z_gamma (non-centred)."""
+def observed_context_weight(data: FitData) -> np.ndarray:
+    """(contexts,) 1 / J_o on each of the J_o contexts with rows in the fit, 0 elsewhere:
+    gamma less its weighted sum is zero-sum over the observed contexts."""
+    weight = np.zeros(data.n_contexts)
+    observed = np.unique(data.context)
+    weight[observed] = 1.0 / max(len(observed), 1)
+    return weight
+
+
+def context_effects(theory: Theory, data: FitData, d, tau_gamma):
+    """Context effects gamma = tau_gamma * (z_gamma - mean_O z_gamma), z_gamma from the
+    theory's prior, zero-sum over the observed contexts O (the pm.Data
+    ``context_weight``): sampled as tau_gamma * z_gamma itself (centred, named gamma)
+    or as z_gamma (non-centred)."""
     prior = theory.priors["z_gamma"]
     if data.centred_contexts:
-        return prior.rv("gamma", scale=tau_gamma)
-    return tau_gamma * prior.rv("z_gamma")
+        raw = prior.rv("gamma", scale=tau_gamma)
+    else:
+        raw = tau_gamma * prior.rv("z_gamma")
+    return raw - (d["context_weight"] * raw).sum()
 
 
-def gamma_draws(post) -> np.ndarray:
-    """(samples, contexts) context effects, whichever parameterisation was sampled."""
-    if "gamma" in post:
-        return post["gamma"]
-    return post["tau_gamma"][:, None] * post["z_gamma"]
+def gamma_draws(post, data: FitData) -> np.ndarray:
+    """(samples, contexts) context effects, whichever parameterisation was sampled,
+    zero-sum over the contexts the fit observes (as in the model)."""
+    raw = post["gamma"] if "gamma" in post else post["tau_gamma"][:, None] * post["z_gamma"]
+    return raw - (raw @ observed_context_weight(data))[:, None]
 
 
 def integrated_levels(d, residual, sigma, tau):
@@ -74,7 +97,7 @@ def draw_levels(post, data: FitData, loc, rng) -> np.ndarray:
     effects, with prior Normal(loc (samples, models), tau): precision
     1/tau^2 + n/sigma^2, mean (loc/tau^2 + sum r/sigma^2) / precision. An
     architecture with no rows gets a population draw."""
-    residual = data.y[None, :] - gamma_draws(post)[:, data.context]
+    residual = data.y[None, :] - gamma_draws(post, data)[:, data.context]
     rows = onehot(data.arch, data.n_models)
     n = rows.sum(axis=1)[None, :]
     total = np.einsum("ar,sr->sa", rows, residual)
@@ -89,11 +112,13 @@ class AdditiveTheory(Theory):
 
     priors = ADDITIVE_PRIORS
     effect_dims = {"gamma": ("context",)}
+    exact_inference = True
 
     def data_arrays(self, data):
-        """The base arrays and q_onehot, the (models, rows) indicator of each row's
-        architecture."""
-        return {**super().data_arrays(data), "q_onehot": onehot(data.arch, data.n_models)}
+        """The base arrays, q_onehot, the (models, rows) indicator of each row's
+        architecture, and context_weight, 1 / J_o on the observed contexts."""
+        return {**super().data_arrays(data), "q_onehot": onehot(data.arch, data.n_models),
+                "context_weight": observed_context_weight(data)}
 
     def additive_terms(self, data):
         """Inside a pm.Model: the data (as pm.Data), mu, gamma and sigma, created in
@@ -102,7 +127,7 @@ class AdditiveTheory(Theory):
 
         d = {name: pm.Data(name, value) for name, value in self.data_arrays(data).items()}
         mu = self.rv("mu")
-        gamma = context_effects(self, data, self.rv("tau_gamma"))
+        gamma = context_effects(self, data, d, self.rv("tau_gamma"))
         return d, mu, gamma, self.rv("sigma")
 
     def prior_draw(self, n_models, n_contexts, rng):

@@ -11,6 +11,8 @@ A theory is a small object that declares what it is and builds its model:
     coords        coords of its own dims (the classes), beyond model and context
     parameters    every sampled parameter: what the diagnostics gate checks
     sampled       False: exact posterior draws (``exact_posterior``), no MCMC
+    exact_inference  True: linear-Gaussian given a few scales, so ``exact`` can
+                  integrate it by quadrature instead of sampling it (FitOptions.inference)
     has_levels    it has an architecture level alpha_a (``effects`` returns it)
     has_classes   it has classes (``class_probability``, ``lora_success_probability``)
     color         its colour in the figures
@@ -65,6 +67,20 @@ class FitData:
     def fitted_index(self) -> np.ndarray:
         """Indices of the architectures with outcome rows (fitted > 0)."""
         return np.flatnonzero(self.fitted > 0)
+
+    @property
+    def nested(self) -> bool:
+        """Whether no context of the rows is seen on two architectures: a nested
+        layout, where the context scale and the noise cannot be told apart."""
+        return rows_nested(self.arch, self.context)
+
+
+def rows_nested(arch: np.ndarray, context: np.ndarray) -> bool:
+    """True when no context appears with two different architectures among the rows."""
+    if len(arch) == 0:
+        return False
+    pairs = np.unique(np.stack([np.asarray(context), np.asarray(arch)]), axis=1)
+    return bool(np.bincount(pairs[0]).max() <= 1)
 
 
 def fit_data(table, held_out: str | None = None, target: str = "log_q") -> FitData:
@@ -135,6 +151,7 @@ class Theory:
     coords: dict[str, tuple[str, ...]] = {}
     effect_dims: dict[str, tuple[str, ...]] = {}   # sampled quantities without a prior of their own
     sampled = True
+    exact_inference = False
     has_levels = False
     has_classes = False
     color = ""

@@ -46,7 +46,7 @@ class Hierarchical(AdditiveTheory):
         """(samples, models) levels alpha_a from their conditionals under
         Normal(mu, tau) (a population draw without rows), and (samples, contexts) gamma."""
         loc = np.repeat(post["mu"][:, None], data.n_models, axis=1)
-        return draw_levels(post, data, loc, rng), gamma_draws(post)
+        return draw_levels(post, data, loc, rng), gamma_draws(post, data)
 
     def level_marginal(self, post, data, arch, residual):
         """(samples,) log density of the residuals with alpha_a integrated out:

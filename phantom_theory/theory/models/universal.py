@@ -34,7 +34,7 @@ class Universal(AdditiveTheory):
     def effects(self, post, data, rng):
         """(samples, models) levels mu, the same for every architecture, and
         (samples, contexts) gamma."""
-        return np.repeat(post["mu"][:, None], data.n_models, axis=1), gamma_draws(post)
+        return np.repeat(post["mu"][:, None], data.n_models, axis=1), gamma_draws(post, data)
 
     def level_marginal(self, post, data, arch, residual):
         """(samples,) log density of the residuals, iid Normal(mu, sigma): no level to

@@ -21,6 +21,11 @@ def test_the_shipped_specs_load():
     (("lo = 1e-6", "lo = 100.0"), "0 < lo < hi"),
     (('dtype = "float64"', 'dtype = "float64"\nlr = 0.1'), "may not set"),
     (('optimizers = ["sgd"]', 'optimizers = ["lbfgs"]'), "optimizer must be"),
+    (("seeds = [0]", "seeds = [0, 0]"), "lists 0 twice in seeds"),
+    (("seeds = [0]", "seeds = [-1]"), "seed must be an integer from 0 to 2\\*\\*63 - 1, not -1"),
+    (('models = ["tiny-neox"]', 'models = ["tiny-neox", "tiny-neox"]'), "'tiny-neox' twice"),
+    (("seeds = [0]", "seeds = [0]\nselected_count = 3"), "applies only to contexts"),
+    (('contexts = ["shame-guilt", "start-begin"]', "contexts = 5"), "not 5"),
 ])
 def test_a_bad_spec_is_refused_with_a_clear_message(tmp_path, edit, message):
     with pytest.raises(PhantomError, match=message):
@@ -30,3 +35,8 @@ def test_a_bad_spec_is_refused_with_a_clear_message(tmp_path, edit, message):
 def test_the_spec_round_trips_through_json(tmp_path):
     spec = load_spec(write_spec(tmp_path))
     assert SweepSpec.from_json(spec.to_json()) == spec
+
+
+def test_a_folder_given_as_the_spec_is_refused(tmp_path):
+    with pytest.raises(PhantomError, match="is a folder; give a sweep spec's TOML file"):
+        load_spec(tmp_path)
