@@ -190,6 +190,24 @@ def eta_hat_second(m0, G0, C, steps):
     return eta, no_root
 
 
+def predictors(parts, m0, steps) -> dict[str, np.ndarray]:
+    """Every at-init predictor of eta_c for T = ``steps``, from the measured parts
+    (``parts``: a mapping with G0, second_order_a, second_order_b and ray_length;
+    ``m0`` broadcastable against them): linear |m0| / (T G0); the second order
+    (C, kappa, nu_hat2, eta_hat_second and its no-root flag); the ray S* / T. The
+    parts do not depend on T, so any T is recomputed from them."""
+    G0 = np.asarray(parts["G0"], dtype=np.float64)
+    C = second_order_coefficient(parts["second_order_a"], parts["second_order_b"], steps)
+    C = np.asarray(C, dtype=np.float64)
+    kappa = second_order_kappa(C, m0, G0, steps)
+    nu, _ = nu_hat_second(kappa)
+    eta_second, no_root = eta_hat_second(m0, G0, C, steps)
+    return {"eta_hat_linear": eta_hat_linear(m0, G0, steps), "second_order_c": C,
+            "kappa": kappa, "nu_hat2": np.where(G0 > 0, nu, np.nan),
+            "eta_hat_second": eta_second, "second_order_no_root": no_root.astype(np.int8),
+            "eta_hat_ray": np.asarray(parts["ray_length"], dtype=np.float64) / steps}
+
+
 @dataclass(frozen=True)
 class RayRoot:
     """The ray length S* with int_0^S* G(s) ds = target, and how it was found.

@@ -381,22 +381,6 @@ def _pair_quantities(U: np.ndarray, logits: torch.Tensor, c: int, k: int) -> dic
             "leak_weighted": q.weighted_leak(U, p, c, k), "drag0": float(op.drag(p, weights, c, k))}
 
 
-def predictors(measured: dict[str, np.ndarray], m0: np.ndarray, steps: int) -> dict[str, np.ndarray]:
-    """The predicted eta_hat for T = ``steps`` (arrays over context, mode, optimizer)
-    from the measured m0, G0, a, b and ray length S*: linear |m0| / (T G0); second
-    order (C, kappa, nu_hat2, eta_hat_second and its no-root flag); ray S* / T."""
-    m0 = m0[:, None, None]
-    G0 = measured["G0"]
-    C = q.second_order_coefficient(measured["second_order_a"], measured["second_order_b"], steps)
-    kappa = q.second_order_kappa(C, m0, G0, steps)
-    nu, _ = q.nu_hat_second(kappa)
-    eta_second, no_root = q.eta_hat_second(m0, G0, C, steps)
-    return {"eta_hat_linear": q.eta_hat_linear(m0, G0, steps), "second_order_c": C,
-            "kappa": kappa, "nu_hat2": np.where(G0 > 0, nu, np.nan),
-            "eta_hat_second": eta_second, "second_order_no_root": no_root.astype(np.int8),
-            "eta_hat_ray": measured["ray_length"] / steps}
-
-
 def measure_model(model_name: str, contexts: list[str], options: QuantityOptions = QuantityOptions(),
                   revision=None, dtype: str = "float32", device: str = "cpu", bar=None) -> xr.Dataset:
     """The quantities of one model on the given contexts."""
@@ -444,7 +428,8 @@ def measure_model(model_name: str, contexts: list[str], options: QuantityOptions
                 options.hessian_max_iter, options.seed)
             if bar is not None:
                 bar.update(1)
-    per_update = {**measured, **predictors(measured, np.array(per_context["m0"]), options.steps)}
+    per_update = {**measured, **q.predictors(measured, np.array(per_context["m0"])[:, None, None],
+                                            options.steps)}
     for name in ("ray_evaluations", *FLAGS):
         per_update[name] = per_update[name].astype(np.int8 if name in FLAGS else int)
     geometries = ("readout", "input")

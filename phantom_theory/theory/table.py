@@ -120,14 +120,10 @@ def predicted_eta(quantities: xr.Dataset, mode: str, optimizer: str, steps: floa
             return xr.full_like(quantities.m0, np.nan)
         return quantities[name].sel(mode=mode, optimizer=optimizer, drop=True)
 
-    m0, G0 = quantities.m0, part("G0")
-    if predictor == "linear":
-        values = q.eta_hat_linear(m0, G0, steps)
-    elif predictor == "second":
-        C = q.second_order_coefficient(part("second_order_a"), part("second_order_b"), steps)
-        values = q.eta_hat_second(m0, G0, C, steps)[0]
-    else:
-        values = part("ray_length") / steps
+    G0 = part("G0")
+    names = ("G0", "second_order_a", "second_order_b", "ray_length")
+    values = q.predictors({n: part(n).values for n in names}, quantities.m0.values, steps)
+    values = values[f"eta_hat_{predictor}"]
     return xr.DataArray(np.asarray(values, dtype=float), dims=G0.dims, coords=G0.coords)
 
 
