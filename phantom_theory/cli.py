@@ -71,7 +71,57 @@ def cmd_plot_sweep(args):
 
 # -- theory models -------------------------------------------------------------------
 
-def _table(args):
+def recorded_held_out_contexts(sweep, path) -> list[str]:
+    """The held-out contexts a crossed sweep's spec records (its ``sweep_spec``
+    attribute, JSON, at crossed.held_out): the sweep runs them, no fit may see them.
+    Empty for a sweep without a crossed set."""
+    import json
+
+    text = sweep.attrs.get("sweep_spec")
+    if not text:
+        return []
+    try:
+        spec = json.loads(text)
+        held_out = spec.get("crossed", {}).get("held_out", [])
+    except (ValueError, AttributeError):
+        raise PhantomError(f"the sweep {path} records a sweep_spec attribute that is not a "
+                           "spec's JSON; write the sweep again with `phantom sweep`") from None
+    if not isinstance(held_out, list) or not all(isinstance(c, str) for c in held_out):
+        raise PhantomError(f"the sweep {path} records crossed.held_out {held_out!r}, not a "
+                           "list of context ids; write the sweep again with `phantom sweep`")
+    return held_out
+
+
+def contexts_file_ids(path) -> list[str]:
+    """The ids of the [[context]] tables of a contexts TOML file (as
+    data/contexts/pool.toml), in the file's order."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise PhantomError(f"no such contexts file: {path}; give a TOML file of [[context]] "
+                           "tables, as data/contexts/pool.toml")
+    try:
+        tables = tomllib.loads(path.read_text()).get("context")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise PhantomError(f"the contexts file {path} is not TOML ({error})") from None
+    if not isinstance(tables, list) or not tables:
+        raise PhantomError(f"the contexts file {path} has no [[context]] tables; give one as "
+                           "data/contexts/pool.toml")
+    ids = [t.get("id") if isinstance(t, dict) else None for t in tables]
+    bad = [i for i, c in enumerate(ids) if not isinstance(c, str) or not c.strip()]
+    if bad:
+        raise PhantomError(f"[[context]] table {bad[0] + 1} of {path} has no id (a non-empty "
+                           "string); every context needs one")
+    return list(dict.fromkeys(ids))
+
+
+def _table(args, held_out_contexts=()):
+    """The theory table of --fit-on, for the table options, with the contexts held out
+    of every fit: those the sweep's spec records (crossed.held_out), those of
+    --held-out-contexts and ``held_out_contexts`` (the contexts to predict). Its
+    attributes record the three lists."""
     from .options import options_from_args
     from .quantities import open_quantities
     from .sweep import open_sweep
@@ -92,7 +142,22 @@ def _table(args):
             raise PhantomError(f"the quantities {quantities_path} have no G0 for {dim} "
                                f"{value!r}; measure them with `phantom quantities --{dim}s "
                                f"{value}`")
-    return theory_table(quantities, sweep, options)
+    recorded = recorded_held_out_contexts(sweep, sweep_path)
+    named = list(dict.fromkeys([*args.held_out_contexts, *held_out_contexts]))
+    held_out = list(dict.fromkeys([*recorded, *named]))
+    known = {*map(str, sweep.context.values), *map(str, quantities.context.values)}
+    unknown = [c for c in held_out if c not in known]
+    if unknown:
+        source = "the sweep's spec records" if unknown[0] in recorded else "you named"
+        raise PhantomError(f"held-out context {unknown[0]!r} ({source}) is in neither the sweep "
+                           f"{sweep_path} nor the quantities {quantities_path}; name one of "
+                           f"{', '.join(sorted(known))}")
+    table = theory_table(quantities, sweep, options, held_out_contexts=held_out)
+    if held_out and not table.observed.any():
+        raise PhantomError(f"holding out context(s) {', '.join(held_out)} leaves no outcome row "
+                           "to fit; hold out fewer contexts")
+    return table.assign_attrs(held_out_contexts_recorded=",".join(recorded),
+                              held_out_contexts_named=",".join(named))
 
 
 def _fit_options(args):
@@ -109,15 +174,25 @@ def _fit_options(args):
     if getattr(args, "held_out", None) is not None and not args.held_out.strip():
         raise PhantomError("--held-out is empty (''); name the architecture to predict, a "
                            "model of the sweep")
+    for option in ("held_out_contexts", "context"):
+        ids = getattr(args, option, None) or []
+        if any(not c.strip() for c in ids):
+            raise PhantomError(f"--{option.replace('_', '-')} names an empty context id ('');"
+                               " name contexts of the sweep")
     return options_from_args(FitOptions, args)
 
 
-def _provenance(args, extra=None) -> dict:
+def _provenance(args, table, extra=None) -> dict:
+    """The attributes every theory output records: the versions, --fit-on, whether
+    unconverged fits were accepted, and the contexts held out of the fits (all of
+    them, those the sweep's spec records, those named)."""
     from .provenance import provenance
 
     attrs = {**provenance("pymc", "arviz", "nutpie", "pytensor"),
              "fit_on": " ".join(map(str, args.fit_on)),
-             "allow_unconverged": int(args.allow_unconverged)}
+             "allow_unconverged": int(args.allow_unconverged),
+             **{key: table.attrs.get(key, "") for key in (
+                 "held_out_contexts", "held_out_contexts_recorded", "held_out_contexts_named")}}
     attrs.update(extra or {})
     return attrs
 
@@ -143,19 +218,22 @@ def cmd_fit(args):
     options = _fit_options(args)
     table = _table(args)
     fit = TheoryFitter(args.theory, table, options).fit()
-    write_fit(fit, table, options, _provenance(args), args.out, args.overwrite)
+    write_fit(fit, table, options, _provenance(args, table), args.out, args.overwrite)
     print(summary_text(fit, table))
     print(f"saved {args.out}")
     _gate([(fit.theory, fit.diagnostics)], args)
 
 
-def _evaluate(args, theories, attrs=None):
+def _evaluate(args, theories, extra=None):
+    """(table, options, evaluation, attrs): every theory fitted and cross-validated,
+    and the provenance attributes its outputs record (with ``extra``)."""
     from .theory.compare import evaluate
 
     options = _fit_options(args)
     table = _table(args)
+    attrs = _provenance(args, table, extra)
     return table, options, evaluate(table, theories, options, workers=args.workers,
-                                    attrs=attrs or _provenance(args))
+                                    attrs=attrs), attrs
 
 
 def _all_diagnostics(evaluation) -> list[tuple[str, dict]]:
@@ -169,9 +247,9 @@ def cmd_compare(args):
     from .theory.compare import comparison_table
 
     check_output_path(args.out, args.overwrite)
-    _, _, evaluation = _evaluate(args, args.theories)
+    _, _, evaluation, attrs = _evaluate(args, args.theories)
     ds = evaluation.comparison()
-    ds.attrs.update(_provenance(args))
+    ds.attrs.update(attrs)
     write_dataset(ds, args.out, "comparison", args.overwrite)
     print(comparison_table(ds))
     print(f"saved {args.out}")
@@ -185,11 +263,16 @@ def cmd_predict(args):
 
     check_output_path(args.out, args.overwrite)
     options = _fit_options(args)
+    contexts = (contexts_file_ids(args.contexts_file) if args.contexts_file
+                else list(dict.fromkeys(args.context or [])))
+    if contexts:
+        return _predict_contexts(args, options, contexts)
     table = _table(args)
     if args.held_out not in table.model.values:
         raise PhantomError(f"{args.held_out!r} is neither in the sweep nor in the quantities")
     fit = TheoryFitter(args.theory, table, options).fit(held_out=args.held_out)
-    ds = predict_architecture(fit, table, args.held_out, options.seed, _provenance(args))
+    ds = predict_architecture(fit, table, args.held_out, options.seed,
+                              _provenance(args, table))
     write_prediction(ds, args.out, args.overwrite)
     print(f"{args.theory} prediction for {args.held_out} (fitted without its outcomes):")
     print(f"  eta_c = {float(ds.eta_c_arch_median):.4g}, 94% HDI "
@@ -205,6 +288,36 @@ def cmd_predict(args):
     _gate([(fit.theory, fit.diagnostics)], args)
 
 
+def _predict_contexts(args, options, contexts):
+    """Predict held-out contexts (`phantom predict --context` or --contexts-file): fit
+    on the table without the contexts' rows, then predict them on every fitted
+    architecture."""
+    import numpy as np
+
+    from .theory.fit import TheoryFitter
+    from .theory.predict import predict_contexts, write_prediction
+
+    table = _table(args, contexts)
+    fit = TheoryFitter(args.theory, table, options).fit()
+    ds = predict_contexts(fit, table, contexts, options.seed, _provenance(args, table))
+    write_prediction(ds, args.out, args.overwrite)
+    print(f"{args.theory} prediction for held-out context(s) {', '.join(contexts)} (fitted "
+          f"without their outcomes; every held-out context: {table.attrs['held_out_contexts']}):")
+    print(f"  {'context':18s} {'model':16s} {'eta_c':>10s} {'94% HDI':>23s} {'2/lambda0':>10s}")
+    for c in ds.context.values:
+        for m in ds.model.values:
+            cell = ds.sel(model=m, context=c)
+            if not np.isfinite(float(cell.eta_c_median)):
+                continue
+            interval = f"[{float(cell.eta_c_hdi_low):.4g}, {float(cell.eta_c_hdi_high):.4g}]"
+            print(f"  {c:18s} {m:16s} {float(cell.eta_c_median):10.4g} {interval:>23s} "
+                  f"{float(cell.anchor_eta_c):10.4g}")
+    print(f"  {fit.describe()}")
+    print(f"prediction SHA-256 {ds.attrs['prediction_sha256']}")
+    print(f"saved {args.out}")
+    _gate([(fit.theory, fit.diagnostics)], args)
+
+
 def cmd_score(args):
     import json
 
@@ -213,7 +326,9 @@ def cmd_score(args):
         calibration_table,
         check_commit,
         committed_before,
+        context_score_table,
         open_prediction,
+        prediction_kind,
         score,
     )
     from .theory.table import TableOptions, measured
@@ -222,9 +337,16 @@ def cmd_score(args):
     committed = check_commit(args.prediction, args.commit) if args.commit else None
     options = TableOptions(**json.loads(prediction.attrs["table_options_json"]))
     sweep = open_sweep(args.sweep)
-    held_out = prediction.attrs["held_out"]
-    if held_out not in sweep.model.values:
-        raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
+    by_context = prediction_kind(prediction) == "context-prediction"
+    if by_context:
+        held_out = prediction.attrs["held_out_contexts"]
+        if not set(map(str, prediction.context.values)) & set(map(str, sweep.context.values)):
+            raise PhantomError(f"the sweep {args.sweep} has no runs of the held-out "
+                               f"context(s) {held_out}")
+    else:
+        held_out = prediction.attrs["held_out"]
+        if held_out not in sweep.model.values:
+            raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
     if committed is not None and committed_before(committed["committed"],
                                                   str(sweep.attrs.get("created"))) is False:
         raise PhantomError(
@@ -232,7 +354,8 @@ def cmd_score(args):
             f"sweep {args.sweep} (written {sweep.attrs.get('created')}): the prediction was "
             "not committed before its sweep existed, so it is no pre-registration")
     eta_c, eta_max = measured(sweep, options.mode, options.optimizer)
-    result = score(prediction, eta_c.sel(model=held_out), eta_max.sel(model=held_out))
+    result = (score(prediction, eta_c) if by_context
+              else score(prediction, eta_c.sel(model=held_out), eta_max.sel(model=held_out)))
     print(f"prediction SHA-256 {result['prediction_sha256']} (verified: the file matches "
           "the hash it records)")
     if committed is not None:
@@ -244,6 +367,9 @@ def cmd_score(args):
           f"max r_hat {float(prediction.attrs.get('diagnostics_max_rhat', float('nan'))):.4f}, "
           f"min bulk ESS {float(prediction.attrs.get('diagnostics_min_ess_bulk', float('nan'))):.0f}, "
           f"{prediction.attrs.get('diagnostics_divergences', '?')} divergences")
+    if by_context:
+        print(context_score_table(result))
+        return
     print(calibration_table([result]))
     if "measured_eta_max" in result:
         print(f"2 / lambda0 against the measured eta_max {result['measured_eta_max']:.4g}: "
@@ -263,8 +389,7 @@ def cmd_loao(args):
     # Every file this run writes carries its id; the folder appears whole, with a
     # manifest of its files, or not at all (a killed run leaves the old one).
     run_id = uuid.uuid4().hex
-    attrs = _provenance(args, {"loao_run_id": run_id})
-    table, options, evaluation = _evaluate(args, args.theories, attrs)
+    table, options, evaluation, attrs = _evaluate(args, args.theories, {"loao_run_id": run_id})
     table = table.assign_attrs(loao_run_id=run_id)
     with atomic_folder(out, args.overwrite) as folder:
         for sub in ("predictions", "fits"):
@@ -308,6 +433,9 @@ def _fitting(p, theory: bool = True) -> None:
     p.add_argument("--fit-on", nargs="+", required=True, metavar="PATH",
                    help="the sweep (folder or sweep.nc) and the quantities file")
     add_option_arguments(p, TableOptions)
+    p.add_argument("--held-out-contexts", nargs="+", default=[], metavar="ID",
+                   help="contexts to keep out of every fit, besides those the sweep's spec "
+                        "records (crossed.held_out); recorded in the outputs")
     if theory:
         p.add_argument("--theory", default="hier", choices=sorted(THEORIES))
     add_option_arguments(p, FitOptions)
@@ -362,14 +490,23 @@ def add_commands(commands) -> None:
                        help="replace an existing output (a results folder as a whole)")
         p.set_defaults(func=func)
 
-    p = commands.add_parser("predict", help="blind prediction of a held-out architecture")
-    p.add_argument("--held-out", required=True, help="the architecture to predict")
+    p = commands.add_parser("predict", help="blind prediction of a held-out architecture, "
+                                            "or of held-out contexts")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--held-out", help="the architecture to predict")
+    target.add_argument("--context", nargs="+", metavar="ID",
+                        help="contexts to hold out of the fit and predict on every fitted "
+                             "architecture (their effect drawn from the context population)")
+    target.add_argument("--contexts-file", metavar="FILE",
+                        help="a TOML file of [[context]] tables (as data/contexts/pool.toml) "
+                             "whose ids are the contexts to hold out and predict")
     _fitting(p)
     p.add_argument("--out", required=True, help="prediction .nc (hashed)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=cmd_predict)
 
-    p = commands.add_parser("score", help="score a prediction against a sweep of its model")
+    p = commands.add_parser("score", help="score a prediction against a sweep of its model "
+                                          "or of its held-out contexts")
     p.add_argument("prediction")
     p.add_argument("--sweep", required=True, help="sweep folder or sweep.nc with the held-out runs")
     p.add_argument("--commit", metavar="REV", default=None,

@@ -42,6 +42,12 @@ KINDS = {
                     "eta_c_hdi_low": ("context",), "eta_c_hdi_high": ("context",),
                     "anchor_eta_c": ("context",), "context": ("context",),
                     "eta_c_arch_median": ()}),
+    "context-prediction": ("phantom-theory/context-prediction/1",
+                           "context prediction (from `phantom predict --context`)",
+                           {"log_eta_c_draws": ("sample", *_MC), "eta_c_median": _MC,
+                            "eta_c_hdi_low": _MC, "eta_c_hdi_high": _MC, "anchor_eta_c": _MC,
+                            "context_effect_draws": ("sample", "context"),
+                            "model": ("model",), "context": ("context",)}),
     "comparison": ("phantom-theory/comparison/1", "theory comparison (from `phantom compare`)",
                    {"elpd_loao": ("theory",)}),
     "scores": ("phantom-theory/scores/1", "blind-prediction scores (from `phantom loao`)", {}),
@@ -155,6 +161,9 @@ RUN_VARIABLES = {
     "margin_max": ("1", "eta_c's proxy f: the largest margin over steps 1..T"),
     "margin_end": ("1", "eta_max's proxy g: the margin at the last finite step"),
     "ahead_at_end": ("1", "c ahead of k at the last finite step"),
+    "embedding_changes": ("1", "steps whose input-embedding SHA-256 differs from step 0's "
+                               "(0 under LoRA: the matrix is byte-frozen)"),
+    "readout_changes": ("1", "steps whose readout SHA-256 differs from step 0's"),
     "file": ("", "trajectory file, relative to the sweep folder"),
 }
 
@@ -269,6 +278,16 @@ PREDICTION_VARIABLES = {
     "anchor_eta_c_arch": ("1", "2 / lambda0, geometric mean over contexts"),
 }
 
+CONTEXT_PREDICTION_VARIABLES = {
+    "log_eta_c_draws": ("1", "posterior predictive draws of log eta_c on a held-out context"),
+    "eta_c_median": ("1", "predicted eta_c on a held-out context, median"),
+    "eta_c_hdi_low": ("1", "predicted eta_c on a held-out context, lower end of the HDI"),
+    "eta_c_hdi_high": ("1", "predicted eta_c on a held-out context, upper end of the HDI"),
+    "anchor_eta_c": ("1", "catapult anchor 2 / lambda0"),
+    "context_effect_draws": ("1", "the held-out context's effect gamma, drawn from its "
+                                  "population (one draw per posterior sample)"),
+}
+
 COMPARISON_VARIABLES = {
     "elpd_loo": ("", "PSIS-LOO expected log predictive density"),
     "elpd_loo_se": ("", "standard error of elpd_loo"),
@@ -298,6 +317,7 @@ TABLES = {
                                              "geometry")}},
     "theory-table": THEORY_TABLE_VARIABLES,
     "prediction": PREDICTION_VARIABLES,
+    "context-prediction": CONTEXT_PREDICTION_VARIABLES,
     "comparison": COMPARISON_VARIABLES,
 }
 

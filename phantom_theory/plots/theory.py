@@ -38,27 +38,33 @@ def plot_levels(levels):
 
 
 def plot_classes(membership):
-    """P(class_1) per architecture, and P(LoRA success) per class."""
+    """P(class_1) per architecture, and the LoRA sufficiency per class: the mean LoRA
+    cost, or P(LoRA success) in the binary form."""
     models = list(membership.model.values)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.9 + 0.45 * max(len(models), 3)),
                                       constrained_layout=True,
                                       gridspec_kw={"width_ratios": [3, 2]})
     y = np.arange(len(models))[::-1]
     left.barh(y, membership.p_class_1, color="#762a83")
-    left.set_yticks(y, [f"{m}  (log b {b:.2f})" for m, b in
-                        zip(models, membership.log_b.values, strict=True)])
+    left.set_yticks(y, [f"{m}  (s {s:.3g})" for m, s in
+                        zip(models, membership.class_stat.values, strict=True)])
     left.set_xlim(0, 1)
-    left.set_xlabel("P(class 1 | data)   (class 1: the higher mean log b)")
+    left.set_xlabel("P(class 1 | data)   (class 1: the higher mean class statistic s)")
     left.set_title("class membership", fontsize=10)
     classes = list(membership["class"].values)
     x = np.arange(len(classes))
-    median = membership.lora_success_median.values
-    right.errorbar(x, median, yerr=[median - membership.lora_success_hdi_low.values,
-                                    membership.lora_success_hdi_high.values - median],
+    cost = "lora_cost_mean_median" in membership
+    name = "lora_cost_mean" if cost else "lora_success"
+    median = membership[f"{name}_median"].values
+    right.errorbar(x, median, yerr=[median - membership[f"{name}_hdi_low"].values,
+                                    membership[f"{name}_hdi_high"].values - median],
                    fmt="o", color=CORRECT, capsize=4)
     right.set_xticks(x, classes)
-    right.set_ylim(0, 1)
-    right.set_ylabel("P(LoRA success)")
+    if cost:
+        right.set_ylabel("mean LoRA cost, log(η_c LoRA / full)")
+    else:
+        right.set_ylim(0, 1)
+        right.set_ylabel("P(LoRA success)")
     right.set_title("LoRA sufficiency by class (median, 94% HDI)", fontsize=10)
     return fig
 

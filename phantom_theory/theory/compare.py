@@ -203,3 +203,74 @@ def comparison_table(ds: xr.Dataset) -> str:
         lines.append("LOAO ELPD above the zero-parameter baseline linear0: "
                      + (", ".join(beaten) if beaten else "none"))
     return "\n".join(lines)
+
+
+BASELINE = "linear0"
+
+
+def side_by_side(comparison: xr.Dataset, scores: list[dict]) -> list[dict]:
+    """Per theory, its LOAO ELPD (and its difference from linear0's, with the
+    standard error of the pointwise differences where the folds line up) beside its
+    blind error over the held-out architectures: the median relative error of the
+    architecture's eta_c, and how many 94% HDIs covered it. The difference's se is
+    sqrt(#folds) times the sd of the per-fold differences. The 2 / lambda0 anchor
+    comes last, with its blind error only (it has no density). Theories are in
+    order of LOAO ELPD, best first."""
+    by_theory: dict[str, list[dict]] = {}
+    for score in scores:
+        by_theory.setdefault(score["theory"], []).append(score)
+    rows = []
+    base = (comparison.sel(theory=BASELINE) if BASELINE in comparison.theory.values else None)
+    for i in np.argsort(-comparison.elpd_loao.values):
+        row = comparison.isel(theory=i)
+        name = str(row.theory.values)
+        mine = by_theory.get(name, [])
+        entry = {"theory": name, "elpd_loao": float(row.elpd_loao),
+                 "elpd_loao_se": float(row.elpd_loao_se), "fits_passed": bool(row.fits_passed),
+                 "blind_median_error": (float(np.median([s["relative_error"] for s in mine]))
+                                        if mine else np.nan),
+                 "blind_covered": sum(bool(s["covered"]) for s in mine), "blind_n": len(mine)}
+        if base is not None and "lpd_loao" in comparison:
+            diff = row.lpd_loao.values - base.lpd_loao.values   # the same folds
+            diff = diff[np.isfinite(diff)]
+            entry["delta_elpd"] = float(diff.sum())
+            entry["delta_se"] = float(np.sqrt(len(diff)) * diff.std(ddof=1)) if len(diff) > 1 \
+                else np.nan
+        elif base is not None:
+            entry["delta_elpd"] = float(row.elpd_loao - base.elpd_loao)
+            entry["delta_se"] = np.nan
+        rows.append(entry)
+    anchors = [s for s in scores if np.isfinite(s.get("anchor_relative_error", np.nan))]
+    seen = {}
+    for s in anchors:   # the anchor is the same in every theory's score: one per architecture
+        seen.setdefault(s["held_out"], s["anchor_relative_error"])
+    if seen:
+        rows.append({"theory": "2/lambda0", "elpd_loao": np.nan, "elpd_loao_se": np.nan,
+                     "fits_passed": None, "blind_median_error": float(np.median(list(seen.values()))),
+                     "blind_covered": 0, "blind_n": 0, "delta_elpd": np.nan, "delta_se": np.nan})
+    return rows
+
+
+def side_by_side_table(comparison: xr.Dataset, scores: list[dict]) -> str:
+    """``side_by_side`` as a text table, with a closing line that says which theories
+    beat linear0 in both LOAO ELPD and blind error (or that none does)."""
+    rows = side_by_side(comparison, scores)
+    lines = [f"{'theory':10s} {'elpd_loao':>10s} {'se':>6s} {'vs linear0':>11s} {'se':>6s} "
+             f"{'blind error':>12s} {'HDI covers':>11s}  gate"]
+    for r in rows:
+        covers = f"{r['blind_covered']}/{r['blind_n']}" if r["blind_n"] else "-"
+        delta = r.get("delta_elpd", np.nan)
+        lines.append(f"{r['theory']:10s} {r['elpd_loao']:10.2f} {r['elpd_loao_se']:6.2f} "
+                     f"{delta:+11.2f} {r.get('delta_se', np.nan):6.2f} "
+                     f"{100 * r['blind_median_error']:11.1f}% {covers:>11s}  "
+                     + {True: "passed", False: "FAILED", None: "no fit"}[r["fits_passed"]])
+    base = next((r for r in rows if r["theory"] == BASELINE), None)
+    if base is None:
+        lines.append("no linear0 in the comparison: no theory can be said to beat the baseline")
+    else:
+        both = [r["theory"] for r in rows if r["theory"] not in (BASELINE, "2/lambda0")
+                and r.get("delta_elpd", np.nan) > 0
+                and r["blind_median_error"] < base["blind_median_error"]]
+        lines.append("beats linear0 in both LOAO ELPD and blind median error: "
+                     + (", ".join(both) if both else "none"))
+    return "\n".join(lines).replace(" nan", "   -").replace("nan%", "   -")

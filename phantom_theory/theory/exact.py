@@ -44,7 +44,7 @@ from scipy.special import expit, logit
 
 from ..errors import PhantomError
 from .models import FitData, Theory, get_theory
-from .models.priors import Beta, HalfNormal, Normal, NormalInverseGamma, ZeroSumNormal
+from .models.priors import HalfNormal, Normal, NormalInverseGamma, ZeroSumNormal
 
 GRID_POINTS = 32          # cells per axis (FitOptions.grid_points)
 DELTA = 12.0              # the box holds the region within DELTA nats of the mode
@@ -60,9 +60,10 @@ LOG_2PI = np.log(2 * np.pi)
 def supports(theory: str | Theory, data: FitData | None = None) -> bool:
     """Whether ``theory`` (on ``data``'s rows, when given) can be fitted exactly: it
     declares ``exact_inference`` and its priors are of the families integrated here
-    (normal mu and delta, half-normal scales, zero-sum normal contexts; for classes a
-    beta weight, two normal class means, a half-normal b_sigma, normal LoRA logits),
-    with at most MAX_CLASS_MODELS architectures to assign to classes."""
+    (normal mu and delta, half-normal scales, zero-sum normal contexts; for classes the
+    families the theory's ``class_families`` names: a beta weight, normal class means
+    with half-normal scales, normal LoRA logits), with at most MAX_CLASS_MODELS
+    architectures to assign to classes."""
     theory = get_theory(theory)
     if not theory.exact_inference:
         return False
@@ -72,16 +73,14 @@ def supports(theory: str | Theory, data: FitData | None = None) -> bool:
     if theory.has_levels:
         kinds["tau"] = HalfNormal
     if theory.has_classes:
-        kinds.update(delta=Normal, weight=Beta, b_mean=Normal, b_sigma=HalfNormal,
-                     lora_logit=Normal)
+        kinds.update(theory.class_families)
     if any(not isinstance(p.get(name), kind) for name, kind in kinds.items()):
         return False
     if p["mu"].ordered or p["mu"].dims or (theory.has_classes and (
             p["delta"].ordered or len(theory.coords.get("class", ())) != 2)):
         return False
     if theory.has_classes and data is not None:
-        included = np.union1d(np.union1d(data.arch, data.b_arch), data.lora_arch)
-        return len(included) <= MAX_CLASS_MODELS
+        return len(theory.class_architectures(data)) <= MAX_CLASS_MODELS
     return True
 
 
@@ -597,7 +596,8 @@ class ExactPosterior:
     def draw(self, chains: int, draws: int, seed: int) -> dict:
         """Independent posterior draws, name -> (chains, draws, ...) arrays: the scales, mu,
         gamma (zero-sum over the observed contexts; a population draw elsewhere) and
-        z_gamma, and for M_class delta, weight, b_mean, b_sigma and lora_logit."""
+        z_gamma, and for M_class delta, weight and the class layer's parameters
+        (``ClassEvidence.draw``)."""
         rng = np.random.default_rng(seed)
         S = chains * draws
         cell = rng.choice(len(self.weights), size=S, p=self.weights)

@@ -57,17 +57,25 @@ def simulate_table(theory: str | Theory, n_models: int = 5, n_contexts: int = 10
     ``theory`` with ``params`` (drawn from the prior when None), on the cells of
     ``design`` (crossed or nested, ``design_cells``). The truth holds the
     parameters, the levels alpha, the context effects gamma, the classes (-1
-    without) and each architecture's true eta_c (the geometric mean over its cells)."""
+    without) and each architecture's true eta_c (the geometric mean over its cells).
+    A theory with classes draws the class statistic ``class_stat`` and the LoRA rows
+    (``lora_cost`` or ``lora_success``); otherwise the class statistic bears on
+    nothing and the LoRA rows are NaN."""
     theory = get_theory(theory)
     cells = design_cells(design, n_models, n_contexts)
     rng = np.random.default_rng(seed)
     A, J = n_models, n_contexts
     params = dict(params) if params is not None else theory.prior_draw(A, J, rng)
-    # The class statistic of a theory without classes: it bears on nothing.
+    # The pair-level log b, a covariate that no theory's outcomes depend on.
     log_b = rng.normal(1.0, 1.0, A)[:, None] + rng.normal(0, 0.1, (A, J))
     outcomes = theory.simulate(params, log_b, rng)
     log_scale = rng.normal(7.0, 1.0, (A, J))
     log_lambda0 = rng.normal(np.log(100.0), 1.0, (A, J))
+    # The class statistic of a theory without classes bears on nothing; drawn last, so
+    # that the numbers drawn before it do not move.
+    class_stat = (outcomes.class_stat if outcomes.class_stat is not None
+                  else rng.normal(0.3, 0.1, A))
+    lora_cost = outcomes.lora_cost if outcomes.lora_cost is not None else np.full((A, J), np.nan)
     # The simulated table's predictor is the linear one: its log Q is log_q_linear too.
     offsets = {"log_scale": log_scale, "log_lambda0": log_lambda0,
                "log_scale_linear": log_scale}
@@ -87,18 +95,22 @@ def simulate_table(theory: str | Theory, n_models: int = 5, n_contexts: int = 10
          "log_scale_linear": (dims, log_scale),
          **{target: (dims, value) for target, value in targets.items()},
          "log_lambda0": (dims, log_lambda0), "log_b": (dims, outcomes.log_b),
-         "lora_success": (dims, outcomes.lora_success),
+         "lora_success": (dims, outcomes.lora_success), "lora_cost": (dims, lora_cost),
+         "class_stat": ("model", class_stat),
          "observed": (dims, np.ones((A, J), bool)),
          "has_quantities": (dims, np.ones((A, J), bool))},
         coords={"model": models, "context": contexts},
         attrs={SCHEMA_ATTR: SCHEMA, "table_quantity": "nu_c", "table_mode": "full",
-               "table_optimizer": "sgd", "steps": float(steps), "simulated_from": theory.name,
+               "table_optimizer": "sgd", "table_class_statistic": "simulated",
+               "steps": float(steps), "simulated_from": theory.name,
                "simulation_seed": seed, "simulation_design": design},
     )
     if design != "crossed":
-        # Cells the design does not measure: no outcome and no at-init quantity.
+        # Cells the design does not measure: no outcome and no at-init quantity. The
+        # class statistic belongs to the architecture, measured whatever the design.
         for name, value in table.data_vars.items():
-            table[name] = value.where(cells, False if value.dtype == bool else np.nan)
+            if value.dims == dims:
+                table[name] = value.where(cells, False if value.dtype == bool else np.nan)
     log_eta = np.where(cells, np.log(eta_c), np.nan)
     truth = {"params": params, "classes": outcomes.classes, "alpha": outcomes.alpha,
              "gamma": outcomes.gamma, "eta_c_arch": np.exp(np.nanmean(log_eta, axis=1))}

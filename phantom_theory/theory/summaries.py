@@ -1,5 +1,5 @@
 """Posterior summaries a person reads: architecture effects, class membership and
-LoRA success per class. Numbers only; the figures are in phantom_theory.plots."""
+LoRA sufficiency per class. Numbers only; the figures are in phantom_theory.plots."""
 
 from __future__ import annotations
 
@@ -37,28 +37,28 @@ def architecture_levels(fit: Fit, table: xr.Dataset) -> xr.Dataset:
 
 
 def class_membership(fit: Fit, table: xr.Dataset) -> xr.Dataset:
-    """Posterior P(class_1) per architecture (class_1: the higher mean log b) and the
-    probability of LoRA success per class, with 94% HDIs."""
+    """Posterior P(class_1) per architecture (class_1: the higher mean class statistic)
+    beside its class statistic, and per class the mean class statistic and the LoRA
+    sufficiency (``lora_by_class``: the mean LoRA cost, or P(LoRA success) in the
+    binary form), with 94% HDIs."""
     theory = get_theory(fit.theory)
     if not theory.has_classes:
         raise ValueError(f"{fit.theory} has no classes; class membership needs a theory with them")
     post = fit.flat()
     probability = theory.class_probability(post, fit.data)
-    success = theory.lora_success_probability(post)
     n_classes = len(theory.coords["class"])
-    rows = np.array([_interval(success[:, k]) for k in range(n_classes)])
-    b_mean = np.array([_interval(post["b_mean"][:, k]) for k in range(n_classes)])
-    return xr.Dataset(
-        {"p_class_1": ("model", probability.mean(axis=0)),
-         "log_b": ("model", np.nanmean(table.log_b.values, axis=1)),
-         "lora_success_median": ("class", rows[:, 0]),
-         "lora_success_hdi_low": ("class", rows[:, 1]),
-         "lora_success_hdi_high": ("class", rows[:, 2]),
-         "b_mean_median": ("class", b_mean[:, 0]), "b_mean_hdi_low": ("class", b_mean[:, 1]),
-         "b_mean_hdi_high": ("class", b_mean[:, 2])},
-        coords={"model": [str(m) for m in table.model.values],
-                "class": list(theory.coords["class"])},
-        attrs={"theory": fit.theory})
+    statistic = (table.class_stat.values if "class_stat" in table
+                 else np.full(len(table.model), np.nan))
+    variables = {"p_class_1": ("model", probability.mean(axis=0)),
+                 "class_stat": ("model", statistic)}
+    for name, draws in {"s_mean": post["s_mean"], **theory.lora_by_class(post)}.items():
+        rows = np.array([_interval(draws[:, k]) for k in range(n_classes)])
+        for column, stat in enumerate(("median", "hdi_low", "hdi_high")):
+            variables[f"{name}_{stat}"] = ("class", rows[:, column])
+    return xr.Dataset(variables, coords={"model": [str(m) for m in table.model.values],
+                                         "class": list(theory.coords["class"])},
+                      attrs={"theory": fit.theory, "lora_form": theory.lora_form,
+                             "lora_budget": theory.lora_budget})
 
 
 def summary_text(fit: Fit, table: xr.Dataset) -> str:
@@ -82,9 +82,11 @@ def summary_text(fit: Fit, table: xr.Dataset) -> str:
         classes = class_membership(fit, table)
         for m in classes.model.values:
             lines.append(f"  P(class_1 | {m}) = {float(classes.p_class_1.sel(model=m)):.3f}")
+        name, label = (("lora_cost_mean", "LoRA cost") if "lora_cost_mean_median" in classes
+                       else ("lora_success", "P(LoRA success)"))
         for k in classes["class"].values:
             row = classes.sel({"class": k})
-            lines.append(f"  P(LoRA success | {k}) {float(row.lora_success_median):.3f}   94% HDI "
-                         f"[{float(row.lora_success_hdi_low):.3f}, "
-                         f"{float(row.lora_success_hdi_high):.3f}]")
+            lines.append(f"  {label} | {k} {float(row[f'{name}_median']):.3f}   94% HDI "
+                         f"[{float(row[f'{name}_hdi_low']):.3f}, "
+                         f"{float(row[f'{name}_hdi_high']):.3f}]")
     return "\n".join(lines)

@@ -226,3 +226,137 @@ def test_fit_on_needs_two_paths(results, capsys):
 def test_an_unknown_held_out_model(results, capsys):
     fails(capsys, ["predict", "--held-out", "gpt5", *fit_on(results), "--out",
                    str(results / "y.nc")], "'gpt5'")
+
+
+# -- held-out contexts: kept out of every fit, recorded, predicted and scored ---------
+
+def test_predict_context_writes_a_context_prediction_that_score_verifies(results, capsys):
+    path = results / "context-prediction.nc"
+    assert main(["predict", "--context", "shame-guilt", *fit_on(results), "--theory",
+                 "universal", *QUICK, "--allow-unconverged", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "prediction for held-out context(s) shame-guilt" in out
+    digest = re.search(r"prediction SHA-256 ([0-9a-f]{64})", out).group(1)
+    ds = xr.load_dataset(path)
+    assert ds.attrs["phantom_schema"] == "phantom-theory/context-prediction/1"
+    assert list(ds.context.values) == ["shame-guilt"]
+    assert sorted(ds.model.values) == ["tiny-gpt2", "tiny-gpt2-deep", "tiny-neox"]
+    assert ds.attrs["held_out_contexts"] == "shame-guilt"
+    assert main(["score", str(path), "--sweep", str(results / "sweep")]) == 0
+    scored = capsys.readouterr().out
+    assert f"prediction SHA-256 {digest} (verified: " in scored
+    assert "universal on held-out context(s) shame-guilt: HDI covers" in scored
+    assert len(re.findall(r"^shame-guilt\s+tiny-", scored, re.M)) == int(
+        np.isfinite(ds.eta_c_median).sum())
+
+
+def test_a_contexts_file_is_the_other_spelling_of_context(results, capsys, tmp_path):
+    """--contexts-file with one [[context]] table of id shame-guilt makes the very
+    prediction --context shame-guilt made (the same hash)."""
+    (tmp_path / "held.toml").write_text('[[context]]\nid = "shame-guilt"\n'
+                                        'sentence = "x"\ncorrect = "a"\ncompetitor = "b"\n')
+    path = tmp_path / "from-file.nc"
+    assert main(["predict", "--contexts-file", str(tmp_path / "held.toml"), *fit_on(results),
+                 "--theory", "universal", *QUICK, "--allow-unconverged", "--out",
+                 str(path)]) == 0
+    capsys.readouterr()
+    first = xr.load_dataset(results / "context-prediction.nc").attrs["prediction_sha256"]
+    assert xr.load_dataset(path).attrs["prediction_sha256"] == first
+
+
+def test_a_fit_records_the_contexts_it_held_out(results, capsys):
+    path = results / "without-context.nc"
+    assert main(["fit", *fit_on(results), "--theory", "universal", *QUICK,
+                 "--held-out-contexts", "start-begin", "--allow-unconverged",
+                 "--out", str(path)]) == 0
+    capsys.readouterr()
+    posterior = xr.load_dataset(path, group="posterior")
+    assert posterior.attrs["held_out_contexts"] == "start-begin"
+    assert posterior.attrs["held_out_contexts_named"] == "start-begin"
+    assert posterior.attrs["held_out_contexts_recorded"] == ""
+
+
+@pytest.fixture(scope="module")
+def crossed_sweep(results):
+    """The sweep's sweep.nc with a crossed spec that holds out shame-guilt."""
+    import json
+
+    sweep = xr.load_dataset(results / "sweep" / "sweep.nc")
+    spec = json.loads(sweep.attrs["sweep_spec"])
+    spec["crossed"] = {"file": "crossed.toml", "held_out": ["shame-guilt"], "orientation": {}}
+    sweep.attrs["sweep_spec"] = json.dumps(spec, sort_keys=True)
+    path = results / "crossed-sweep.nc"
+    sweep.to_netcdf(path)
+    return path
+
+
+def test_loao_on_a_crossed_sweep_keeps_its_held_out_contexts_out(results, crossed_sweep,
+                                                                 capsys):
+    """Every file of a loao on a crossed sweep records the context its spec holds out,
+    and its table keeps that context's rows out of every fit."""
+    out = results / "crossed-theory"
+    assert main(["loao", "--fit-on", str(crossed_sweep), str(results / "quantities.nc"),
+                 *QUICK, "--theories", "sharpness", "--workers", "1", "--allow-unconverged",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    table = xr.load_dataset(out / "table.nc")
+    assert table.attrs["held_out_contexts"] == "shame-guilt"
+    assert table.attrs["held_out_contexts_recorded"] == "shame-guilt"
+    assert not table.observed.sel(context="shame-guilt").any()
+    assert table.observed.sel(context="start-begin").any()
+    files = [out / "comparison.nc", out / "scores.nc", *sorted((out / "predictions").glob("*.nc"))]
+    for path in files:
+        assert xr.load_dataset(path).attrs["held_out_contexts"] == "shame-guilt", path
+    posterior = xr.load_dataset(out / "fits" / "sharpness.nc", group="posterior")
+    assert posterior.attrs["held_out_contexts"] == "shame-guilt"
+
+
+def test_compare_records_the_held_out_contexts(results, capsys):
+    path = results / "comparison-without-context.nc"
+    assert main(["compare", *fit_on(results), *QUICK, "--theories", "sharpness", "linear0",
+                 "--workers", "1", "--held-out-contexts", "shame-guilt", "--allow-unconverged",
+                 "--out", str(path)]) == 0
+    capsys.readouterr()
+    attrs = xr.load_dataset(path).attrs
+    assert attrs["held_out_contexts"] == attrs["held_out_contexts_named"] == "shame-guilt"
+    assert attrs["held_out_contexts_recorded"] == ""
+
+
+def test_held_out_contexts_add_to_those_the_sweep_records(results, crossed_sweep, capsys):
+    fails(capsys, ["fit", "--fit-on", str(crossed_sweep), str(results / "quantities.nc"),
+                   "--held-out-contexts", "start-begin", "--out", str(results / "none.nc")],
+          "holding out context(s) shame-guilt, start-begin leaves no outcome row")
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["--context", "shame-guilt", "--held-out", "tiny-neox"], ("not allowed with",)),
+    ([], ("one of the arguments --held-out --context --contexts-file is required",)),
+    (["--context", "nope"], ("'nope'", "neither the sweep")),
+    (["--context", "shame-guilt", "start-begin"], ("leaves no outcome row",)),
+    (["--contexts-file", "none.toml"], ("no such contexts file", "none.toml")),
+])
+def test_predict_context_refusals(results, capsys, argv, fragments):
+    fails(capsys, ["predict", *argv, *fit_on(results), "--theory", "universal", "--out",
+                   str(results / "refused.nc")], *fragments)
+    assert not (results / "refused.nc").exists()
+
+
+def test_a_contexts_file_without_contexts_is_refused(results, capsys, tmp_path):
+    (tmp_path / "spec.toml").write_text(SWEEP)
+    fails(capsys, ["predict", "--contexts-file", str(tmp_path / "spec.toml"), *fit_on(results),
+                   "--out", str(tmp_path / "p.nc")], "has no [[context]] tables")
+    (tmp_path / "noid.toml").write_text('[[context]]\nsentence = "x"\n')
+    fails(capsys, ["predict", "--contexts-file", str(tmp_path / "noid.toml"), *fit_on(results),
+                   "--out", str(tmp_path / "p.nc")], "[[context]] table 1", "has no id")
+
+
+def test_a_sweep_holding_out_an_unknown_context_is_refused(results, capsys, tmp_path):
+    import json
+
+    sweep = xr.load_dataset(results / "sweep" / "sweep.nc")
+    spec = json.loads(sweep.attrs["sweep_spec"])
+    spec["crossed"] = {"held_out": ["lost-gone"]}
+    sweep.attrs["sweep_spec"] = json.dumps(spec)
+    sweep.to_netcdf(tmp_path / "sweep.nc")
+    fails(capsys, ["fit", "--fit-on", str(tmp_path / "sweep.nc"), str(results / "quantities.nc"),
+                   "--out", str(tmp_path / "f.nc")], "'lost-gone'", "the sweep's spec records")

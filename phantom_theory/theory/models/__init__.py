@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from ...errors import PhantomError
 from .base import FitData, Outcomes, Theory, fit_data
-from .class_mixture import CLASSES, ClassMixture
+from .class_mixture import CLASSES, ClassMixture, ClassMixtureBinary
 from .hier import Hierarchical
 from .linear0 import Linear0
 from .sharpness import Sharpness
 from .universal import Universal
 
+# M_class in two forms: the continuous LoRA cost (``class``, the primary one) and
+# binary LoRA success (``class_binary``), the choice recorded as the theory's name.
 THEORIES: dict[str, Theory] = {t.name: t for t in (Linear0(), Universal(), Hierarchical(),
-                                                   ClassMixture(), Sharpness())}
+                                                   ClassMixture(), ClassMixtureBinary(),
+                                                   Sharpness())}
 # What a comparison fits unless told otherwise: every registered theory, in the
 # registry's order (a live view, so a theory registered later is included).
 DEFAULT_THEORIES = THEORIES.keys()
@@ -35,5 +38,6 @@ def get_theory(theory: str | Theory) -> Theory:
     return THEORIES[theory]
 
 
-__all__ = ["CLASSES", "DEFAULT_THEORIES", "THEORIES", "ClassMixture", "FitData", "Hierarchical",
+__all__ = ["CLASSES", "DEFAULT_THEORIES", "THEORIES", "ClassMixture", "ClassMixtureBinary",
+           "FitData", "Hierarchical",
            "Linear0", "Outcomes", "Sharpness", "Theory", "Universal", "fit_data", "get_theory"]

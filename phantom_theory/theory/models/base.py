@@ -14,7 +14,7 @@ A theory is a small object that declares what it is and builds its model:
     exact_inference  True: linear-Gaussian given a few scales, so ``exact`` can
                   integrate it by quadrature instead of sampling it (FitOptions.inference)
     has_levels    it has an architecture level alpha_a (``effects`` returns it)
-    has_classes   it has classes (``class_probability``, ``lora_success_probability``)
+    has_classes   it has classes (``class_probability``, ``lora_by_class``)
     color         its colour in the figures
 
 and what it computes:
@@ -38,7 +38,7 @@ row likelihood, the held-out density and the prediction are written once here.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,14 +54,22 @@ class FitData:
     arch: np.ndarray          # architecture of each observed row
     context: np.ndarray
     y: np.ndarray             # the theory's target (log Q, or log c_sharp)
-    b_arch: np.ndarray        # every architecture's log b rows (measured at init)
-    b_value: np.ndarray
+    b_arch: np.ndarray        # every architecture's log b rows (measured at init): a
+    b_value: np.ndarray       # pair-level covariate
     lora_arch: np.ndarray     # LoRA success rows of the fitted architectures
     lora_y: np.ndarray
     n_models: int
     n_contexts: int
     fitted: np.ndarray        # 1.0 for architectures with outcome rows, 0.0 otherwise
     centred_contexts: bool = True   # the sampler's geometry (see choose_parameterization)
+    # The architecture-level class statistic of every architecture that has one
+    # (measured at init, so a held-out architecture's too), one row each.
+    class_arch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    class_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # The LoRA cost log(eta_c^LoRA / eta_c^full) rows of the fitted architectures.
+    cost_arch: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    cost_context: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    cost_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def fitted_index(self) -> np.ndarray:
@@ -84,8 +92,11 @@ def rows_nested(arch: np.ndarray, context: np.ndarray) -> bool:
 
 
 def fit_data(table, held_out: str | None = None, target: str = "log_q") -> FitData:
-    """Index arrays of ``table``'s rows. ``held_out``'s outcomes are masked out of
-    the table before any row is read, so a blind fit cannot see them."""
+    """Index arrays of ``table``'s rows. ``held_out``'s outcomes (its LoRA success and
+    cost among them) are masked out of the table before any row is read, so a blind
+    fit cannot see them; its class statistic, measured at init, stays. The LoRA rows
+    of held-out contexts are left out, as their outcome rows are. A table without
+    ``class_stat`` or ``lora_cost`` (an older one) gives no rows of them."""
     from ..table import mask_outcomes
 
     if held_out is not None:
@@ -93,14 +104,25 @@ def fit_data(table, held_out: str | None = None, target: str = "log_q") -> FitDa
     models = list(table.model.values)
     observed = table.observed.values & np.isfinite(table[target].values)
     arch, context = np.nonzero(observed)
+    seen = (~table.held_out_context.values if "held_out_context" in table
+            else np.ones(len(table.context), bool))[None, :]
     b_arch, b_context = np.nonzero(np.isfinite(table.log_b.values))
-    lora_arch, lora_context = np.nonzero(np.isfinite(table.lora_success.values))
+    lora_arch, lora_context = np.nonzero(np.isfinite(table.lora_success.values) & seen)
     fitted = np.zeros(len(models))
     fitted[np.unique(arch)] = 1.0
+    extra = {}
+    if "class_stat" in table:
+        statistic = table.class_stat.values
+        extra["class_arch"] = np.flatnonzero(np.isfinite(statistic))
+        extra["class_value"] = statistic[extra["class_arch"]].astype(float)
+    if "lora_cost" in table:
+        cost = table.lora_cost.values
+        extra["cost_arch"], extra["cost_context"] = np.nonzero(np.isfinite(cost) & seen)
+        extra["cost_y"] = cost[extra["cost_arch"], extra["cost_context"]].astype(float)
     return FitData(arch, context, table[target].values[arch, context], b_arch,
                    table.log_b.values[b_arch, b_context], lora_arch,
                    table.lora_success.values[lora_arch, lora_context].astype(float),
-                   len(models), len(table.context), fitted)
+                   len(models), len(table.context), fitted, **extra)
 
 
 @dataclass
@@ -112,8 +134,10 @@ class Outcomes:
     alpha: np.ndarray         # (models,) architecture levels, relative to the grand mean
     gamma: np.ndarray         # (contexts,) context effects
     classes: np.ndarray       # (models,) class index, -1 without classes
-    log_b: np.ndarray         # (models, contexts) the class statistic
+    log_b: np.ndarray         # (models, contexts) the pair-level log b (a covariate)
     lora_success: np.ndarray  # (models, contexts) 1/0, NaN where not simulated
+    class_stat: np.ndarray | None = None   # (models,) the class statistic; None: not simulated
+    lora_cost: np.ndarray | None = None    # (models, contexts) LoRA cost; None: not simulated
 
 
 def normal_logpdf(y, mean, sigma):
@@ -259,6 +283,6 @@ class Theory:
 
     def simulate(self, params: dict, log_b: np.ndarray, rng) -> Outcomes:
         """The outcomes of a (models, contexts) layout under ``params``. ``log_b`` is
-        the class statistic measured at init, which a theory with classes
-        replaces by its own draw."""
+        the pair-level covariate measured at init; a theory with classes draws its
+        own class statistic and LoRA rows (``Outcomes.class_stat``, ``lora_cost``)."""
         raise NotImplementedError

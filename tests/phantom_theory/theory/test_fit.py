@@ -50,15 +50,17 @@ def test_m_hier_recovers_the_architecture_levels(hier_fit):
 
 
 def test_the_class_model_recovers_planted_classes():
-    params = known_params(6, 8, seed=4, delta=1.0, weight=0.5, b_mean=np.array([0.0, 2.5]),
-                          b_sigma=0.2, lora_logit=np.array([-3.0, 3.0]))
+    """Classes planted in the class statistic (0.1 apart, within-class sd 0.02) and in
+    the LoRA cost: every architecture placed, the costs per class told apart."""
+    params = known_params(6, 8, seed=4, delta=1.0, weight=0.5, s_mean=np.array([0.1, 0.2]),
+                          s_sigma=0.02, cost_mean=np.array([-1.0, 1.0]), cost_sigma=0.3)
     table, truth = simulate_table("class", 6, 8, seed=5, params=params)
     fit = TheoryFitter("class", table, FAST).fit()
     assert fit.inference == "exact" and fit.passed, fit.describe()
     probability = THEORIES["class"].class_probability(fit.flat(), fit.data).mean(axis=0)
     assert np.all((probability > 0.9) == (truth["classes"] == 1)), probability
-    success = THEORIES["class"].lora_success_probability(fit.flat()).mean(axis=0)
-    assert success[0] < 0.3 < 0.7 < success[1]
+    cost = THEORIES["class"].lora_by_class(fit.flat())["lora_cost_mean"].mean(axis=0)
+    assert cost[0] < -0.5 < 0.5 < cost[1]
 
 
 def test_a_starved_sampler_fails_the_gate_with_its_numbers():

@@ -88,7 +88,7 @@ def test_every_registered_theory_declares_the_interface(name):
                for dims in theory.param_dims.values())
     if theory.has_classes:
         assert "class" in theory.coords
-        assert callable(theory.class_probability) and callable(theory.lora_success_probability)
+        assert callable(theory.class_probability) and callable(theory.lora_by_class)
 
 
 def test_the_default_theories_are_the_registry():

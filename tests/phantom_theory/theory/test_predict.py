@@ -1,6 +1,7 @@
 """Blind predictions: they cannot see the held-out outcomes, they are hashed (every
 field that scoring reads), a commit pre-registers them, and their intervals are
-calibrated on simulated tables."""
+calibrated on simulated tables. The same for predictions of held-out contexts, whose
+effect comes from the context population."""
 
 import subprocess
 
@@ -10,10 +11,12 @@ from scipy import stats
 
 from phantom_theory.errors import PhantomError
 from phantom_theory.theory.fit import FitOptions, TheoryFitter
+from phantom_theory.theory.models import THEORIES
 from phantom_theory.theory.predict import (
     check_commit,
     open_prediction,
     predict_architecture,
+    predict_contexts,
     prediction_digest,
     score,
     write_prediction,
@@ -211,3 +214,161 @@ def test_a_prediction_hashed_the_old_way_is_refused(sharp_prediction, tmp_path):
     old.to_netcdf(tmp_path / "old.nc")
     with pytest.raises(PhantomError, match="left its context labels, interval and diagnostics out"):
         open_prediction(tmp_path / "old.nc")
+
+
+# -- held-out contexts: contexts no fit saw, on architectures the fit did see ---------
+
+def hold_out_contexts(table, contexts):
+    """The table with ``contexts``' rows kept (for scoring) but out of every fit."""
+    table = table.copy(deep=True)
+    table["observed"].loc[dict(context=list(contexts))] = False
+    return table
+
+
+@pytest.fixture(scope="module")
+def universal_context_fit():
+    """M_universal fitted exactly (iid draws) on a simulated crossed table of 8
+    architectures x 31 contexts, tau_gamma 0.5 and sigma 0.1, with context00 held out,
+    and the prediction of context00."""
+    rng = np.random.default_rng(4)
+    params = {"mu": 0.3, "tau_gamma": 0.5, "sigma": 0.1, "z_gamma": rng.normal(0, 1, 31)}
+    table, _ = simulate_table("universal", 8, 31, seed=5, params=params)
+    table = hold_out_contexts(table, ["context00"])
+    fit = TheoryFitter("universal", table, FitOptions(draws=2000, chains=4, seed=6)).fit()
+    return table, fit, predict_contexts(fit, table, ["context00"], seed=7)
+
+
+def test_a_held_out_context_widens_the_predictive_by_the_context_scale(universal_context_fit):
+    """Var log eta_c on the held-out context minus that on an observed context (the
+    same architecture) is E[tau_gamma^2]: the held-out effect is a population draw,
+    an observed one is pinned by its rows. (Exactly, the held-out effect varies by
+    tau_gamma^2 (1 + 1/J_o), the observed one by its posterior variance, about
+    sigma^2 / 8: together a 3% excess here.)"""
+    table, fit, prediction = universal_context_fit
+    post = fit.flat()
+    observed = np.arange(1, 31)
+    draws = THEORIES["universal"].predict(post, fit.data, 0, observed, np.random.default_rng(8))
+    var_observed = draws.var(axis=0).mean()
+    var_heldout = prediction.log_eta_c_draws.sel(model="arch00", context="context00").var()
+    expected = np.mean(post["tau_gamma"] ** 2)
+    assert float(var_heldout) > 5 * var_observed
+    assert float(var_heldout) - var_observed == pytest.approx(expected, rel=0.10)
+
+
+def test_a_held_out_contexts_effect_is_one_draw_shared_by_every_architecture(
+        universal_context_fit):
+    """Two architectures on the held-out context differ only by their noise (log Q
+    difference of variance 2 sigma^2): one gamma draw per posterior sample serves
+    both. A draw per cell would add 2 Var(gamma), about 25 times more here."""
+    table, fit, prediction = universal_context_fit
+    post = fit.flat()
+    log_q = prediction.log_eta_c_draws.sel(context="context00") \
+        + table.log_scale.sel(context="context00")
+    difference = log_q.sel(model="arch00") - log_q.sel(model="arch05")
+    assert float(difference.var()) == pytest.approx(2 * np.mean(post["sigma"] ** 2), rel=0.10)
+
+
+def test_a_held_out_contexts_effect_is_independent_of_the_observed_ones(universal_context_fit):
+    """gamma of the held-out context, drawn from its population, is uncorrelated with
+    every observed context's effect (8000 iid draws: |r| < 0.05)."""
+    _, fit, prediction = universal_context_fit
+    _, gamma = THEORIES["universal"].effects(fit.flat(), fit.data, np.random.default_rng(0))
+    heldout = prediction.context_effect_draws.sel(context="context00").values
+    correlations = [np.corrcoef(heldout, gamma[:, j])[0, 1] for j in range(1, 31)]
+    assert np.max(np.abs(correlations)) < 0.05
+
+
+def test_predicting_a_context_the_fit_saw_is_refused(universal_context_fit):
+    table, fit, _ = universal_context_fit
+    with pytest.raises(PhantomError, match="saw context 'context03'"):
+        predict_contexts(fit, table, ["context00", "context03"])
+    with pytest.raises(PhantomError, match="'nowhere' is not in the table"):
+        predict_contexts(fit, table, ["nowhere"])
+    with pytest.raises(PhantomError, match="not this one"):
+        predict_contexts(fit, table.isel(context=slice(0, 10)), ["context00"])
+
+
+def test_a_context_without_quantities_is_refused(universal_context_fit):
+    table, fit, _ = universal_context_fit
+    bare = table.copy(deep=True)
+    bare["has_quantities"].loc[dict(context="context00")] = False
+    with pytest.raises(PhantomError, match="'context00' has no measured-at-init quantities"):
+        predict_contexts(fit, bare, ["context00"])
+
+
+def test_a_context_prediction_cannot_see_the_held_out_outcomes(universal_context_fit):
+    """Scrambling the held-out context's outcomes leaves its prediction and hash
+    unchanged."""
+    table, fit, prediction = universal_context_fit
+    scrambled = table.copy(deep=True)
+    scrambled["log_q"].loc[dict(context="context00")] = 123.0
+    scrambled["eta_c"].loc[dict(context="context00")] = 1e9
+    options = FitOptions(draws=2000, chains=4, seed=6)
+    again = predict_contexts(TheoryFitter("universal", scrambled, options).fit(), scrambled,
+                             ["context00"], seed=7)
+    assert again.attrs["prediction_sha256"] == prediction.attrs["prediction_sha256"]
+
+
+def test_a_context_prediction_is_hashed_and_scored_per_cell(universal_context_fit, tmp_path):
+    """Round trip and tamper check as for an architecture; the score of each (model,
+    context) cell on hand-set measurements: the median itself (error 0, covered), ten
+    times it (error 9 / 10, not covered), NaN (not scored)."""
+    _, _, prediction = universal_context_fit
+    write_prediction(prediction, tmp_path / "c.nc")
+    back = open_prediction(tmp_path / "c.nc")
+    assert back.attrs["prediction_sha256"] == prediction.attrs["prediction_sha256"]
+    measured = back.eta_c_median.copy()
+    measured.loc[dict(model="arch01")] *= 10
+    measured.loc[dict(model="arch02")] = np.nan
+    result = score(back, measured)
+    cells = {c["model"]: c for c in result["cells"]}
+    assert result["n_cells"] == 7 and "arch02" not in cells
+    assert cells["arch00"]["relative_error"] == pytest.approx(0.0, abs=1e-12)
+    assert cells["arch00"]["covered"] and not cells["arch01"]["covered"]
+    assert cells["arch01"]["relative_error"] == pytest.approx(0.9)
+    assert result["coverage"] == pytest.approx(6 / 7)
+    back["eta_c_hdi_high"][0, 0] = 1e9
+    back.to_netcdf(tmp_path / "tampered.nc")
+    with pytest.raises(PhantomError, match="does not match its recorded SHA-256"):
+        open_prediction(tmp_path / "tampered.nc")
+
+
+def test_a_committed_context_prediction_passes_the_commit_check(universal_context_fit, tmp_path):
+    _, _, prediction = universal_context_fit
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    write_prediction(prediction, repo / "contexts.nc")
+    _git(repo, "add", "contexts.nc")
+    _git(repo, "commit", "-q", "-m", "pre-register")
+    assert len(check_commit(repo / "contexts.nc", "HEAD")["commit"]) == 40
+
+
+def coverage_of_heldout_contexts(theory: str, replicates: int, seed: int) -> tuple[int, int]:
+    """Simulation-based calibration of the context prediction: parameters from the
+    theory's prior, a crossed table from them, a fit without context00, and whether
+    the 94% HDI of arch00 on context00 covers its simulated eta_c (one cell per table,
+    so the trials are independent)."""
+    rng = np.random.default_rng(seed)
+    covered = 0
+    for r in range(replicates):
+        params = prior_draw(theory, 4, 8, rng)
+        table, _ = simulate_table(theory, 4, 8, seed=seed * 1000 + r, params=params)
+        table = hold_out_contexts(table, ["context00"])
+        fit = TheoryFitter(theory, table, FitOptions(draws=500, chains=2, seed=r)).fit()
+        cell = predict_contexts(fit, table, ["context00"], seed=r).sel(
+            model="arch00", context="context00")
+        truth = float(table.eta_c.sel(model="arch00", context="context00"))
+        covered += float(cell.eta_c_hdi_low) <= truth <= float(cell.eta_c_hdi_high)
+    return covered, replicates
+
+
+def test_held_out_context_hdis_are_calibrated_fast():
+    covered, n = coverage_of_heldout_contexts("universal", 100, seed=21)
+    assert stats.binomtest(covered, n, 0.94).pvalue > 0.01, f"{covered}/{n}"
+
+
+@pytest.mark.slow
+def test_held_out_context_hdis_are_calibrated_long():
+    covered, n = coverage_of_heldout_contexts("hier", 200, seed=22)
+    assert stats.binomtest(covered, n, 0.94).pvalue > 0.01, f"{covered}/{n}"
