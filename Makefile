@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch (served locally here); a GPU user keeps their own torch.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-slow test-real real lint bench clean
+.PHONY: demo test test-slow test-real real real-v1 lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,14 @@ test-slow: $(STAMP)
 test-real: $(STAMP)
 	$(BIN)/python -m pytest -m "real and not slow"
 
-# The first real-model study (analyses/real.sh): several CPU hours, resumable.
+# The real study v2 (analyses/real2.sh): four models, the crossed contexts, SGD and
+# AdamW, a pre-registered blind prediction. CPU days on 2 cores; resumable: run it
+# again (on a new machine it resumes from the thin record in data/real2/sweep/).
 real: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" analyses/real2.sh runs/real2
+
+# The first real-model study (analyses/real.sh, data/real/): about an hour.
+real-v1: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" analyses/real.sh runs/real
 
 lint: $(STAMP)

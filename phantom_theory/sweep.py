@@ -133,6 +133,21 @@ def run_records(ds: xr.Dataset) -> list[dict]:
     return out
 
 
+def group_summaries(ds: xr.Dataset) -> dict[tuple, dict]:
+    """The group summaries of a sweep table, by (model, context, mode, optimizer,
+    seed), for the groups it searched (the inverse of the group part of
+    ``build_sweep``): what a partial sweep keeps of the groups it does not search."""
+    stacked = ds[[n for n in GROUP_VARIABLES if n in ds]].stack(group=GROUP_DIMS)
+    out = {}
+    for i in range(stacked.sizes["group"]):
+        row = stacked.isel(group=i)
+        if str(row.eta_c_status.item()) == "":
+            continue
+        key = tuple(row[d].item() for d in GROUP_DIMS)
+        out[key] = {n: row[n].item() for n in GROUP_VARIABLES if n in row}
+    return out
+
+
 def open_sweep(path) -> xr.Dataset:
     """Read a sweep Dataset written by ``phantom sweep``: its sweep.nc, or the sweep
     folder that holds it."""

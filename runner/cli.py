@@ -42,7 +42,9 @@ def cmd_sweep(args):
     spec = load_spec(args.spec)
     check_output_folder(args.out)
     ds = run_sweep(spec, args.out, executor=args.executor, engine=args.engine,
-                   overwrite=args.overwrite, progress=not args.quiet, address=args.address)
+                   overwrite=args.overwrite, progress=not args.quiet, address=args.address,
+                   only={"model": args.models, "mode": args.modes,
+                         "optimizer": args.optimizers})
     print(sweep_table(ds))
     print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
 
@@ -314,6 +316,11 @@ def build_parser() -> Parser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a sweep of another spec in the folder: the new one is "
                         "built beside it and swapped in whole when it ends")
+    for dim, meta in (("models", "MODEL"), ("modes", "MODE"), ("optimizers", "OPTIMIZER")):
+        p.add_argument(f"--{dim}", nargs="+", default=None, metavar=meta,
+                       help=f"search only the groups of these {dim} of the spec (a staged "
+                            "study: the same spec and folder; the other groups already "
+                            "recorded stay)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

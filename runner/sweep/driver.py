@@ -19,7 +19,7 @@ from phantom_theory.critical_lr import Observation, make_search
 from phantom_theory.errors import PhantomError
 from phantom_theory.options import options_attrs
 from phantom_theory.provenance import provenance
-from phantom_theory.sweep import build_sweep, write_sweep
+from phantom_theory.sweep import build_sweep, open_sweep, write_sweep
 
 from .spec import PER_GROUP, SWEEP_NAME, SweepSpec
 from .store import RESULTS_VERSION, RESULTS_VERSION_ATTR, SweepStore
@@ -37,9 +37,12 @@ def expected_runs(spec: SweepSpec) -> int:
 
 
 def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
-                 engine: str = "batched", bar=None) -> tuple[list[dict], dict]:
+                 engine: str = "batched", bar=None,
+                 on_record=None) -> tuple[list[dict], dict]:
     """Search groups that share (model, mode, optimizer): their runs go through one
-    engine. Returns the run records and each group's summary."""
+    engine. Returns the run records and each group's summary; ``on_record(records,
+    summaries)`` hears of every newly computed run, with the summaries of the
+    searches finished so far."""
     from ..contexts.pool import get_context, model_input_ids
     from ..training.batched import BatchedEngine
     from ..training.loop import run
@@ -53,13 +56,16 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     def refill(key):
         queue.extend((key, lr) for lr in searches[key].pending())
 
-    def accept(key, record):
+    def accept(key, record, fresh=False):
         records.append(record)
         searches[key].observe(observation_of(record))
         refill(key)
         if bar is not None:
             bar.total = max(bar.total or 0, bar.n + 1)
             bar.update(1)
+        if fresh and on_record is not None:
+            on_record(records, {k: {**s.summary(), "seed_lr": seeds.get(k, math.nan)}
+                                for k, s in searches.items() if s.done})
 
     def next_request():
         while queue:
@@ -74,7 +80,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
         return None
 
     def on_finish(options, ds):
-        accept(group_of.pop(id(options)), store.save(ds))
+        accept(group_of.pop(id(options)), store.save(ds), fresh=True)
 
     for key in keys:
         refill(key)
@@ -129,42 +135,50 @@ def start_points(spec: SweepSpec, keys: list[tuple], loaded) -> dict[tuple, floa
     return out
 
 
-def batches(spec: SweepSpec) -> dict[tuple, list[tuple]]:
-    """The spec's groups by what they share in a batch: (model, mode, optimizer)."""
+def batches(spec: SweepSpec, only: dict | None = None) -> dict[tuple, list[tuple]]:
+    """The spec's groups (just ``only``'s, if given) by what they share in a batch:
+    (model, mode, optimizer)."""
     out: dict[tuple, list[tuple]] = {}
-    for key in spec.groups():
+    for key in spec.groups(only):
         out.setdefault((key[0], key[2], key[3]), []).append(key)
     return out
 
 
 def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batched",
-              overwrite: bool = False, progress: bool = False, address: str | None = None):
+              overwrite: bool = False, progress: bool = False, address: str | None = None,
+              only: dict | None = None):
     """Run (or resume) a sweep into the folder ``out`` and return its Dataset, which
-    is also written to ``out/sweep.nc``. The folder is locked for the whole sweep
-    (a second sweep on it is refused with this one's pid)."""
+    is also written to ``out/sweep.nc`` after every batch of groups (the thin record
+    grows as the sweep goes, so a stop loses at most one batch). ``only`` (group
+    field -> values, e.g. {"model": [...], "mode": ["full"]}) searches just those
+    groups: a staged study keeps one spec and folder, and the other groups already
+    recorded stay in sweep.nc. The folder is locked for the whole sweep (a second sweep on it is refused with this one's
+    pid)."""
     if executor not in ("local", "ray"):
         raise PhantomError(f"unknown executor {executor!r}; choose local or ray")
     if engine not in ("batched", "sequential"):
         raise PhantomError(f"unknown engine {engine!r}; choose batched or sequential")
-    check_runnable(spec)
+    only = spec.check_only(only)
+    check_runnable(spec, only)
     store = SweepStore(out, spec, overwrite)
     try:
-        ds = _search_and_write(spec, store, executor, engine, progress, address)
+        ds = _search_and_write(spec, store, executor, engine, progress, address, only)
         store.commit()
     finally:
         store.release()
     return ds
 
 
-def check_runnable(spec: SweepSpec) -> None:
+def check_runnable(spec: SweepSpec, only: dict | None = None) -> None:
     """Refuse, before the sweep folder is touched, a spec naming a model, context or
-    device that no run could use (the spec itself checked its types and values)."""
+    device that no run could use (the spec itself checked its types and values);
+    just the models ``only`` allows, if given."""
     from ..contexts import get_context, load_contexts
     from ..models.catalog import REGISTRY, resolve
     from ..models.gguf import is_cached
 
     pool = load_contexts()
-    for model in spec.models:
+    for model in (only or {}).get("model") or spec.models:
         resolve(model)
         if model in REGISTRY and not is_cached(model):
             raise PhantomError(f"registry model {model!r} of the spec is not cached; run "
@@ -184,29 +198,57 @@ def check_runnable(spec: SweepSpec) -> None:
                            "machine lacks; give device = \"cpu\"")
 
 
-def _search_and_write(spec, store, executor, engine, progress, address):
-    """Run every group's search into ``store`` and write sweep.nc there."""
+def _search_and_write(spec, store, executor, engine, progress, address, only=None):
+    """Run every group's search (just ``only``'s, if given) into ``store`` and write
+    sweep.nc there after every batch and at the end."""
     from tqdm.auto import tqdm
 
-    groups = spec.groups()
+    groups = spec.groups(only)
+    searched = set(groups)
+    # what this sweep keeps of the groups it does not search (a staged study)
+    others = set(spec.groups()) - searched
+    kept_runs = [r for key, r in store.recorded.items() if key[0] in others]
+    kept_groups = {k: v for k, v in store.recorded_groups.items() if k in others}
     bar = tqdm(total=len(groups) * expected_runs(spec), unit="run", disable=not progress,
                desc=f"sweep {spec.name}", dynamic_ncols=True)
+
+    def write(records, summaries, infos):
+        attrs = _sweep_attrs(spec, executor, engine, infos, store)
+        ds = build_sweep([*kept_runs, *records], {**kept_groups, **summaries}, attrs)
+        write_sweep(ds, store.root / SWEEP_NAME, overwrite=True)
+        return ds
+
     try:
         from .executors import run_local, run_ray
 
         if executor == "ray":
-            records, summaries, infos = run_ray(spec, store, bar, engine, address)
+            records, summaries, infos = run_ray(spec, store, bar, engine, address, only)
         else:
-            records, summaries, infos = run_local(spec, store, bar, engine)
+            records, summaries, infos = run_local(spec, store, bar, engine, only,
+                                                  checkpoint=write)
     finally:
         bar.total = bar.n   # the estimate was an estimate; the count is exact
         bar.refresh()
         bar.close()
-    attrs = {
+    return write(records, summaries, infos)
+
+
+def _sweep_attrs(spec, executor, engine, infos, store) -> dict:
+    """The sweep table's attributes: provenance, the spec and its digest, the models'
+    loading records (those of an earlier stage kept), every option."""
+    previous = {}
+    path = store.root / SWEEP_NAME
+    if store.recorded_groups and path.is_file():
+        try:
+            previous = json.loads(open_sweep(path).attrs.get("models_json", "{}"))
+        except (PhantomError, ValueError):
+            previous = {}
+    groups = spec.groups()
+    return {
         **provenance("torch", "transformers", "peft", "tokenizers", "safetensors"),
         "sweep_name": spec.name, "sweep_spec": spec.to_json(),
         "sweep_spec_sha256": spec.digest(), "executor": executor, "engine": engine,
-        "models_json": json.dumps(infos, sort_keys=True, default=str),
+        "models_json": json.dumps({**previous, **infos}, sort_keys=True, default=str),
         "run_steps": spec.steps,
         **options_attrs("search", spec.search), **options_attrs("outcome", spec.outcome),
         **options_attrs("jump", spec.jumps),
@@ -215,6 +257,3 @@ def _search_and_write(spec, store, executor, engine, progress, address):
            if key[4:] not in PER_GROUP},
         RESULTS_VERSION_ATTR: RESULTS_VERSION,
     }
-    ds = build_sweep(records, summaries, attrs)
-    write_sweep(ds, store.root / SWEEP_NAME, overwrite=True)
-    return ds

@@ -11,21 +11,39 @@ from .driver import batches, search_batch
 from .spec import SweepSpec
 from .store import SweepStore
 
+# How often a local sweep rewrites its thin record within a batch, in seconds.
+CHECKPOINT_SECONDS = 120.0
 
-def run_local(spec, store, bar, engine):
-    """Every batch of groups in this process, loading each model once."""
+
+def run_local(spec, store, bar, engine, only=None, checkpoint=None):
+    """Every batch of groups (just ``only``'s, if given) in this process, loading
+    each model once; ``checkpoint(records, summaries, infos)`` after each batch and,
+    within one, at most every ``CHECKPOINT_SECONDS`` as runs finish (the runs of
+    unfinished searches included, so a stop loses at most that much)."""
+    import time
+
     from ..models import load_model
 
     records, summaries, infos, loaded = [], {}, {}, {}
-    for (model, _, _), keys in batches(spec).items():
+    last = [time.monotonic()]
+
+    def within(batch_records, batch_summaries):
+        if checkpoint is not None and time.monotonic() - last[0] >= CHECKPOINT_SECONDS:
+            checkpoint([*records, *batch_records], {**summaries, **batch_summaries}, infos)
+            last[0] = time.monotonic()
+
+    for (model, _, _), keys in batches(spec, only).items():
         template = spec.run_options(keys[0], 1.0)
         if model not in loaded:
             loaded = {model: load_model(model, template.revision, template.dtype,
                                         template.device, template.tie)}   # one at a time
             infos[model] = loaded[model].info.attrs()
-        r, s = search_batch(spec, store, keys, loaded[model], engine, bar)
+        r, s = search_batch(spec, store, keys, loaded[model], engine, bar, on_record=within)
         records += r
         summaries.update(s)
+        if checkpoint is not None:
+            checkpoint(records, summaries, infos)
+            last[0] = time.monotonic()
     return records, summaries, infos
 
 
@@ -48,8 +66,9 @@ def _ray_task(spec_json: str, root: str, keys: list, engine: str, overwrite: boo
     return records, summaries, loaded.info.attrs()
 
 
-def run_ray(spec, store, bar, engine, address):
-    """Every group as one Ray task, on the cluster at ``address`` (or a local one)."""
+def run_ray(spec, store, bar, engine, address, only=None):
+    """Every group (just ``only``'s, if given) as one Ray task, on the cluster at
+    ``address`` (or a local one)."""
     try:
         import ray
     except ImportError:
@@ -65,7 +84,7 @@ def run_ray(spec, store, bar, engine, address):
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_task)
         futures = {task.remote(spec.to_json(), str(store.root), [key], engine,
                                store.overwrite): key
-                   for keys in batches(spec).values() for key in keys}
+                   for keys in batches(spec, only).values() for key in keys}
         records, summaries, infos = [], {}, {}
         pending = list(futures)
         while pending:

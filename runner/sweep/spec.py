@@ -48,8 +48,18 @@ class SweepSpec:
     model_contexts: dict = field(default_factory=dict)   # per-model contexts, if any
     # contexts = "crossed": the crossed set's file, held-out ids and orientation per model
     crossed: dict = field(default_factory=dict)
+    # seeds = {full = [0], lora = [0, 1]}: each mode's own seeds (``seeds`` is then their union)
+    mode_seeds: dict = field(default_factory=dict)
+    # groups the product leaves out: each a partial group, e.g. {model = "x", optimizer = "adamw"}
+    exclude: tuple = ()
 
     def __post_init__(self):
+        for mode, seeds in self.mode_seeds.items():
+            if mode not in self.modes:
+                raise PhantomError(f"seeds names mode {mode!r}, which the spec does not run "
+                                   f"(modes: {', '.join(self.modes)})")
+            if not seeds:
+                raise PhantomError(f"seeds lists no seed for mode {mode!r}")
         for name in ("models", "contexts", "modes", "optimizers", "seeds"):
             values = list(getattr(self, name))
             if not values:
@@ -69,6 +79,19 @@ class SweepSpec:
                               "[run]")
         if self.slots < 1:
             raise PhantomError(f"slots must be at least 1, not {self.slots}")
+        values = dict(zip(GROUP_DIMS, (self.models, self.contexts, self.modes, self.optimizers,
+                                       self.seeds), strict=True))
+        for rule in self.exclude:
+            if not isinstance(rule, dict) or not rule or set(rule) - set(GROUP_DIMS):
+                raise PhantomError(f"exclude entry {rule!r} must be a table of group fields "
+                                   f"({', '.join(GROUP_DIMS)}), e.g. {{model = \"m\", "
+                                   "optimizer = \"adamw\"}")
+            for dim, value in rule.items():
+                if value not in values[dim]:
+                    raise PhantomError(f"exclude entry {rule!r}: {dim} {value!r} is not one "
+                                       f"of the spec's {dim}s")
+        if not self.groups():
+            raise PhantomError("the sweep spec's exclude leaves no group to run")
 
     def template_fields(self, model: str | None = None) -> dict:
         """The RunOptions fields of a template run: ``model`` (default the first), the
@@ -87,11 +110,44 @@ class SweepSpec:
         them (recorded in the sweep's spec as crossed.held_out)."""
         return tuple(self.crossed.get("held_out", ()))
 
-    def groups(self) -> list[tuple]:
+    def seeds_of(self, mode: str) -> tuple[int, ...]:
+        """The seeds of ``mode``'s groups: its own, if the spec names them, else ``seeds``."""
+        return tuple(self.mode_seeds.get(mode, self.seeds))
+
+    def excluded(self, group: tuple) -> bool:
+        """Whether an ``exclude`` entry matches ``group`` (every field it names)."""
+        fields_ = dict(zip(GROUP_DIMS, group, strict=True))
+        return any(all(fields_[k] == v for k, v in rule.items()) for rule in self.exclude)
+
+    def groups(self, only: dict | None = None) -> list[tuple]:
         """Every (model, context, mode, optimizer, seed) group, ordered by model, mode,
-        optimizer, context, then seed."""
-        return [(m, c, mo, o, s) for m in self.models for mo in self.modes
-                for o in self.optimizers for c in self.contexts_of(m) for s in self.seeds]
+        optimizer, context, then seed, less the excluded ones; with ``only`` (group
+        field -> allowed values), just the groups it allows."""
+        out = [(m, c, mo, o, s) for m in self.models for mo in self.modes
+               for o in self.optimizers for c in self.contexts_of(m) for s in self.seeds_of(mo)
+               if not self.excluded((m, c, mo, o, s))]
+        if only:
+            position = {d: i for i, d in enumerate(GROUP_DIMS)}
+            out = [g for g in out if all(g[position[d]] in v for d, v in only.items())]
+        return out
+
+    def check_only(self, only: dict | None) -> dict | None:
+        """``only`` (group field -> values), each value one of the spec's; an error
+        names the first that is not. Empty lists are dropped."""
+        if not only:
+            return None
+        only = {d: list(v) for d, v in only.items() if v}
+        values = dict(zip(GROUP_DIMS, (self.models, self.contexts, self.modes, self.optimizers,
+                                       self.seeds), strict=True))
+        for dim, allowed in only.items():
+            unknown = [v for v in allowed if v not in values[dim]]
+            if unknown:
+                raise PhantomError(f"--{dim}s {' '.join(map(str, unknown))}: not among the "
+                                   f"spec's {dim}s ({', '.join(map(str, values[dim]))})")
+        if not self.groups(only):
+            raise PhantomError("the chosen models, modes and optimizers leave no group of the "
+                               "spec to search")
+        return only or None
 
     def run_options(self, group: tuple, lr: float) -> RunOptions:
         """The RunOptions of the run of ``group`` at learning rate ``lr``."""
@@ -102,8 +158,11 @@ class SweepSpec:
     def to_json(self) -> str:
         """The spec as JSON with sorted keys, the same text for the same spec."""
         data = dataclasses.asdict(self)
-        if not data["crossed"]:
-            del data["crossed"]   # a spec without a crossed set keeps its digest
+        for name in ("crossed", "mode_seeds", "exclude"):
+            if not data[name]:
+                del data[name]   # a spec without them keeps its digest
+        if "exclude" in data:
+            data["exclude"] = [dict(sorted(rule.items())) for rule in data["exclude"]]
         return json.dumps(data, sort_keys=True)
 
     def digest(self) -> str:
@@ -115,6 +174,8 @@ class SweepSpec:
         """The spec back from ``to_json``'s text, its options dataclasses rebuilt."""
         data = json.loads(text)
         data["model_contexts"] = {m: tuple(ids) for m, ids in data.get("model_contexts", {}).items()}
+        data["mode_seeds"] = {m: tuple(s) for m, s in data.get("mode_seeds", {}).items()}
+        data["exclude"] = tuple(data.get("exclude", ()))
         return cls(**{**data, "search": _options(SearchOptions, data["search"], "lr"),
                       "outcome": _options(OutcomeOptions, data["outcome"], "outcome"),
                       "jumps": _options(JumpOptions, data["jumps"], "jumps"),
@@ -137,7 +198,7 @@ def load_spec(path) -> SweepSpec:
     except tomllib.TOMLDecodeError as error:
         raise PhantomError(f"{path} is not valid TOML: {error}") from None
     allowed = {"name", "models", "contexts", "modes", "optimizers", "seeds", "steps", "lr",
-               "run", "outcome", "jumps", "slots", "selected_count"}
+               "run", "outcome", "jumps", "slots", "selected_count", "exclude"}
     unknown = set(table) - allowed
     if unknown:
         raise PhantomError(f"unknown key(s) {sorted(unknown)} in {path}; allowed: "
@@ -154,8 +215,19 @@ def load_spec(path) -> SweepSpec:
     if clash:
         raise PhantomError(f"[run] in {path} may not set {sorted(clash)}; they belong to the "
                            "sweep's top level")
+    mode_seeds = {}
+    if isinstance(table.get("seeds"), dict):
+        # seeds = {full = [0], lora = [0, 1]}: per mode; the union is the seed coordinate
+        mode_seeds = {str(m): coerce(v, tuple[int, ...], f"seeds.{m}", where)
+                      for m, v in table["seeds"].items()}
+        table = {**table, "seeds": sorted({s for v in mode_seeds.values() for s in v})}
     lists = {k: coerce(table[k], tuple[int, ...] if k == "seeds" else tuple[str, ...], k, where)
              for k in ("models", "modes", "optimizers", "seeds") if k in table}
+    exclude = table.get("exclude", [])
+    if not isinstance(exclude, list):
+        raise PhantomError(f"exclude in {path} must be a list of tables, e.g. "
+                           "exclude = [{model = \"m\", optimizer = \"adamw\"}], not "
+                           f"{exclude!r}")
     contexts = table["contexts"]
     if "selected_count" in table and contexts != "selected":
         raise PhantomError(f"selected_count in {path} applies only to contexts = \"selected\"; "
@@ -199,6 +271,7 @@ def load_spec(path) -> SweepSpec:
         search=_options(SearchOptions, table.get("lr", {}), "lr"),
         outcome=_options(OutcomeOptions, table.get("outcome", {}), "outcome"),
         jumps=_options(JumpOptions, table.get("jumps", {}), "jumps"),
-        model_contexts=model_contexts, crossed=crossed, **lists)
+        model_contexts=model_contexts, crossed=crossed, mode_seeds=mode_seeds,
+        exclude=tuple(exclude), **lists)
 
 

@@ -28,7 +28,7 @@ from phantom_theory.io import (
 )
 from phantom_theory.options import options_attrs
 from phantom_theory.schema import GROUP_DIMS
-from phantom_theory.sweep import open_sweep, run_records
+from phantom_theory.sweep import group_summaries, open_sweep, run_records
 from phantom_theory.trajectory import open_run, outcome_fields, write_run
 
 from .spec import PER_GROUP, SPEC_NAME, SWEEP_NAME, SweepSpec
@@ -37,7 +37,7 @@ from .spec import PER_GROUP, SPEC_NAME, SWEEP_NAME, SweepSpec
 # with such a change is extended (its runs reused), not refused. A change to steps,
 # run, outcome or jumps redefines the runs themselves.
 REUSABLE_CHANGES = {"name", "models", "contexts", "model_contexts", "modes", "optimizers",
-                    "seeds", "search", "slots"}
+                    "seeds", "mode_seeds", "exclude", "search", "slots"}
 
 # The version of the code that makes a run's results (the training step, the
 # instrumentation, the outcome and jump rules). Raise it with any change that
@@ -67,6 +67,23 @@ def margin_proxies(ds) -> dict:
             "margin_max": float(later.max()) if later.size else float("nan"),
             "margin_end": float(margin[finite[-1]]) if finite.size else float("nan"),
             "ahead_at_end": bool(ds.ahead_at_end)}
+
+
+def hash_changes(ds) -> dict:
+    """How many logged states of a run (steps with a digest, and the end) have an
+    input-embedding (readout) SHA-256 other than the start's: the thin record's
+    evidence that LoRA left the matrices byte-frozen. NaN where the run logged no
+    hashes."""
+    out = {}
+    for name in ("embedding", "readout"):
+        start = ds.attrs.get(f"{name}_sha256_start")
+        if not start:
+            out[f"{name}_changes"] = np.nan
+            continue
+        values = ds[f"{name}_sha256"].values.astype(str) if f"{name}_sha256" in ds else np.array([])
+        logged = [*values[values != ""], ds.attrs.get(f"{name}_sha256_end", start)]
+        out[f"{name}_changes"] = float(sum(v != start for v in logged))
+    return out
 
 
 def _plain(value):
@@ -134,6 +151,9 @@ class SweepStore:
         self.target = self.root = Path(root)
         self.spec, self.overwrite = spec, overwrite
         self.recorded: dict[tuple, dict] = {}
+        # the group summaries of the folder's sweep.nc, kept only when its spec is this
+        # very spec (a partial sweep, ``models=``, carries the other groups' over)
+        self.recorded_groups: dict[tuple, dict] = {}
         self._lock: FolderLock | None = None
         self._defaults = _option_defaults(spec)
         if check:
@@ -172,6 +192,7 @@ class SweepStore:
         old_text = spec_path.read_text()
         if old_text == text:
             self.recorded = self._read_record()
+            self.recorded_groups = self._read_groups()
             return
         changed = _changed_fields(old_text, text)
         if not self.overwrite and set(changed) <= REUSABLE_CHANGES:
@@ -218,6 +239,14 @@ class SweepStore:
             raise self._mismatch_error(path, mismatch, "its runs")
         records = run_records(ds)
         return {(tuple(r[d] for d in GROUP_DIMS), float(r["lr"])): r for r in records}
+
+    def _read_groups(self) -> dict[tuple, dict]:
+        """The group summaries of the folder's sweep.nc (empty without one)."""
+        path = self.root / SWEEP_NAME
+        try:
+            return group_summaries(open_sweep(path)) if path.is_file() else {}
+        except PhantomError:
+            return {}
 
     def _prune(self) -> None:
         """Delete the run folders of groups that the spec no longer has."""
@@ -302,7 +331,7 @@ class SweepStore:
             "phi_start": float(ds.phi[0]), "phi_end": float(ds.phi[last]),
             "drag_change": float(ds.drag_change), "n_jumps": int(ds.sizes.get("jump", 0)),
             "n_phantom_jumps": int(ds.jump_phantom.sum()) if "jump_phantom" in ds else 0,
-            **margin_proxies(ds), **outcome_fields(ds),
+            **margin_proxies(ds), **outcome_fields(ds), **hash_changes(ds),
             "file": str(path.relative_to(self.root)),
         }
 

@@ -50,3 +50,84 @@ def test_the_root_and_bisect_searches_agree_within_the_tolerance(tmp_path):
     assert int(root.n_runs.sum()) * 2 <= int(bisect.n_runs.sum())
     # the root search started where the linear theory put the flip
     assert (root.seed_lr > 0).all() and (abs(np.log(root.seed_lr / root.eta_c)) < np.log(3)).all()
+
+
+def _two_mode_spec(tmp_path):
+    from runner.sweep import load_spec
+    from tests.conftest import SMALL, write_spec
+
+    text = SMALL.replace('modes = ["lora"]', 'modes = ["full", "lora"]').replace(
+        'contexts = ["shame-guilt", "start-begin"]', 'contexts = ["shame-guilt"]').replace(
+        "tolerance = 0.05", "tolerance = 0.05\nfind_max = false")
+    return load_spec(write_spec(tmp_path, text))
+
+
+def test_a_staged_sweep_keeps_the_groups_of_earlier_stages(tmp_path):
+    from runner.sweep import run_sweep
+
+    spec = _two_mode_spec(tmp_path)
+    out = tmp_path / "out"
+    first = run_sweep(spec, out, only={"mode": ["lora"]})
+    assert list(first.mode.values) == ["lora"]
+    lora_runs = first.sizes["run"]
+    # the next stage's folder may lose its run files: the thin record carries stage 1
+    for path in out.glob("runs/*/*/lora-*/*.nc"):
+        path.unlink()
+    both = run_sweep(spec, out, only={"mode": ["full"]})
+    assert sorted(both.mode.values) == ["full", "lora"]
+    assert set(both.eta_c_status.sel(seed=0).values.ravel()) == {"resolved"}
+    np.testing.assert_array_equal(both.eta_c.sel(mode="lora").values,
+                                  first.eta_c.sel(mode="lora").values)
+    assert int((both.run_mode == "lora").sum()) == lora_runs
+    assert open_sweep(out / "sweep.nc").sizes["run"] == both.sizes["run"]
+
+
+def test_the_thin_record_is_written_after_every_batch(tmp_path, monkeypatch):
+    import pytest
+
+    from runner.sweep import driver, executors, run_sweep
+
+    spec = _two_mode_spec(tmp_path)
+    real, calls = driver.search_batch, []
+
+    def second_batch_dies(spec_, store, keys, *args, **kwargs):
+        calls.append(keys)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec_, store, keys, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "search_batch", second_batch_dies)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "out")
+    partial = open_sweep(tmp_path / "out" / "sweep.nc")
+    assert list(partial.mode.values) == ["full"]
+    assert set(partial.eta_c_status.values.ravel()) == {"resolved"}
+
+
+def test_a_stop_within_a_batch_loses_no_finished_run(tmp_path, monkeypatch):
+    import pytest
+
+    from runner.sweep import executors, run_sweep
+    from runner.training import loop
+
+    spec = _two_mode_spec(tmp_path)
+    monkeypatch.setattr(executors, "CHECKPOINT_SECONDS", 0.0)
+    real, calls = loop.run, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "run", counted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, tmp_path / "out", engine="sequential")
+    thin = open_sweep(tmp_path / "out" / "sweep.nc")
+    assert thin.sizes["run"] == 3
+    for path in (tmp_path / "out").glob("runs/**/*.nc"):   # only the thin record is left
+        path.unlink()
+    calls.clear()
+    monkeypatch.setattr(loop, "run", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    done = run_sweep(spec, tmp_path / "out", engine="sequential")
+    assert len(calls) == done.sizes["run"] - 3

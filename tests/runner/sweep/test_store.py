@@ -317,3 +317,23 @@ def test_two_sweeps_on_one_folder_never_mix(tmp_path):
     again = subprocess.run(sweep(first), cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert {f: f.stat().st_mtime_ns for f in files} == stamps   # nothing computed twice
+
+
+def test_the_thin_record_carries_the_frozen_embedding_evidence(small_sweep):
+    """Every run of the LoRA sweep logs its matrices' digests; the record counts the
+    logged states whose embedding digest is not the start's: 0 under LoRA."""
+    _, root, ds = small_sweep
+    assert (ds.run_embedding_changes.values == 0).all()
+    assert (ds.run_readout_changes.values == 0).all()
+
+
+def test_a_changed_embedding_is_counted():
+    import xarray as xr
+
+    from runner.sweep.store import hash_changes
+
+    ds = xr.Dataset({"embedding_sha256": ("step", np.array(["a", "", "b", "b"], dtype=object))},
+                    attrs={"embedding_sha256_start": "a", "embedding_sha256_end": "b"})
+    changes = hash_changes(ds)
+    assert changes["embedding_changes"] == 3.0   # two logged steps and the end
+    assert np.isnan(changes["readout_changes"])
