@@ -33,7 +33,7 @@ mkdir -p "$work/sweep" "$data"
 if [ ! -f "$work/sweep/spec.json" ] && [ -f "$data/sweep/sweep.nc" ]; then
     cp "$data/sweep/spec.json" "$data/sweep/sweep.nc" "$work/sweep/"
 fi
-publish() { python "$here/analyses/real_publish.py" "$work" "$data"; }
+publish() { python "$here/analyses/real_publish.py" "$work" "$data" --per-cell 2; }
 sweep() { phantom sweep "$@" --engine "$engine" --quiet; }
 
 phantom models pull all

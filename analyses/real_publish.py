@@ -1,11 +1,14 @@
-"""Copy the part of a real-model study worth keeping in git into data/real/.
+"""Copy the part of a real-model study worth keeping in git into data/real*/.
 
-    python analyses/real_publish.py WORK_FOLDER data/real
+    python analyses/real_publish.py WORK_FOLDER data/real [--per-cell N]
 
-Keeps the sweep's table (sweep.nc, spec.json), the trajectories of the runs that
-bracket each group's eta_c and eta_max (both ends), the quantities and the theory
-results; leaves out every other trajectory (the sweep table still lists them,
-with their outcomes, jumps and phantom verdicts).
+Keeps the sweep's table (sweep.nc, spec.json: the thin record a sweep resumes
+from), the trajectories of the runs that bracket each group's eta_c and eta_max
+(both ends), the quantities and the theory results; leaves out every other
+trajectory (the sweep table still lists them, with their outcomes, jumps, phantom
+verdicts and frozen-matrix counts). ``--per-cell N`` keeps the bracketing runs of
+the first N groups of each (model, mode, optimizer) only, so that a large study
+stays small in git (the v2 study: 2).
 """
 
 from __future__ import annotations
@@ -19,12 +22,25 @@ import numpy as np
 from phantom_theory.sweep import open_sweep
 
 
-def bracketing_files(sweep) -> set[str]:
-    keep = set()
+def bracketing_files(sweep, per_cell: int | None = None) -> set[str]:
+    keep, chosen = set(), {}
     for i in range(sweep.sizes["run"]):
         group = {d: sweep[f"run_{d}"].values[i] for d in ("model", "context", "mode",
                                                            "optimizer", "seed")}
-        row = sweep.sel(group)
+        try:
+            row = sweep.sel(group)
+        except KeyError:
+            continue   # a run of an unfinished search: no bracket yet
+        if str(row.eta_c_status.values) == "":
+            continue
+        if per_cell is not None:
+            cell = (group["model"], group["mode"], group["optimizer"])
+            members = chosen.setdefault(cell, [])
+            key = (group["context"], group["seed"])
+            if key not in members:
+                if len(members) >= per_cell:
+                    continue
+                members.append(key)
         lr = float(sweep.run_lr.values[i])
         ends = [float(row[name]) for name in ("eta_c_lo", "eta_c_hi", "eta_max_lo", "eta_max_hi")]
         if any(np.isfinite(e) and e == lr for e in ends):
@@ -32,13 +48,16 @@ def bracketing_files(sweep) -> set[str]:
     return keep
 
 
-def main(work: str, target: str) -> None:
+def main(work: str, target: str, per_cell: int | None = None) -> None:
     work, target = Path(work), Path(target)
     sweep = open_sweep(work / "sweep")
     (target / "sweep").mkdir(parents=True, exist_ok=True)
     for name in ("sweep.nc", "spec.json"):
         shutil.copy2(work / "sweep" / name, target / "sweep" / name)
-    kept = bracketing_files(sweep)
+    kept = bracketing_files(sweep, per_cell)
+    for old in (target / "sweep" / "runs").glob("**/*.nc"):   # the kept set may move
+        if str(old.relative_to(target / "sweep")) not in kept:
+            old.unlink()
     for file in sorted(kept):
         destination = target / "sweep" / file
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -52,4 +71,10 @@ def main(work: str, target: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    arguments = sys.argv[1:]
+    per_cell = None
+    if "--per-cell" in arguments:
+        at = arguments.index("--per-cell")
+        per_cell = int(arguments[at + 1])
+        del arguments[at:at + 2]
+    main(*arguments[:2], per_cell=per_cell)

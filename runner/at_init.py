@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -173,8 +174,12 @@ class FirstOrder:
     grad_drag: tuple[torch.Tensor, ...] | None
 
     def direction(self, optimizer: str, eps: float) -> list[torch.Tensor]:
-        """The first update per unit lr (``first_step_direction``), in float64."""
-        return [first_step_direction(g, optimizer, eps) for g in self.grad_loss]
+        """The first update per unit lr (``first_step_direction``), computed in float64
+        tensor by tensor and kept in the gradients' dtype: for GD the same numbers,
+        for Adam rounded once; a float32 model's direction then costs one copy of its
+        parameters, not two (a 0.5B model's full fine-tuning quantities needed 17 GB
+        with the whole direction in float64)."""
+        return [first_step_direction(g, optimizer, eps).to(g.dtype) for g in self.grad_loss]
 
     def growth(self, optimizer: str, eps: float) -> float:
         """G = <grad m, d>, d the first update per unit lr."""
@@ -453,11 +458,17 @@ def measure_model(model_name: str, contexts: list[str], options: QuantityOptions
 
 def measure_quantities(models: list[str], contexts: list[str] | dict[str, list[str]],
                        options: QuantityOptions = QuantityOptions(), dtype: str = "float32",
-                       device: str = "cpu", progress: bool = False) -> xr.Dataset:
+                       device: str = "cpu", progress: bool = False,
+                       parts=None) -> xr.Dataset:
     """The quantities Dataset of several models (dims model, context, mode,
     optimizer, geometry), labelled and with provenance. ``contexts`` is one list for
     every model, or each model's own list (a real model's selection); a context a
-    model does not use is NaN in its row."""
+    model does not use is NaN in its row.
+
+    ``parts``, a folder, makes the measurement resumable model by model: each
+    model's Dataset is written there as soon as it is measured, and a part made with
+    the same contexts, options, dtype and device is read instead of measured again
+    (a real model's quantities take minutes to hours; a stop loses at most one)."""
     import json
 
     from tqdm.auto import tqdm
@@ -465,18 +476,66 @@ def measure_quantities(models: list[str], contexts: list[str] | dict[str, list[s
     per_model = contexts if isinstance(contexts, dict) else dict.fromkeys(models, contexts)
     bar = tqdm(total=sum(len(per_model[m]) for m in models) * len(options.modes),
                disable=not progress, unit="context-mode", desc="quantities")
-    parts, infos = [], {}
+    parts_, infos = [], {}
     try:
         for name in models:
-            part = measure_model(name, list(per_model[name]), options, dtype=dtype,
-                                 device=device, bar=bar)
-            infos[name] = part.attrs.pop("model_info")
-            parts.append(part)
+            key = _part_key(name, list(per_model[name]), options, dtype, device)
+            part = _read_part(parts, name, key)
+            if part is None:
+                part = measure_model(name, list(per_model[name]), options, dtype=dtype,
+                                     device=device, bar=bar)
+                _write_part(parts, name, key, part)
+            else:
+                bar.update(len(per_model[name]) * len(options.modes))
+            info = part.attrs.pop("model_info")
+            infos[name] = json.loads(info) if isinstance(info, str) else info
+            part.attrs.pop("part_key", None)
+            parts_.append(part)
     finally:
         bar.close()
-    ds = xr.concat(parts, dim="model", join="outer")
+    ds = xr.concat(parts_, dim="model", join="outer")
     ds.attrs = {SCHEMA_ATTR: SCHEMAS["quantities"],
                 **provenance("torch", "transformers", "peft", "scipy"),
                 **options_attrs("quantities", options), "dtype": dtype, "device": device,
                 "models_json": json.dumps(infos, default=str)}
     return q.label(ds)
+
+
+def _part_key(name, contexts, options, dtype, device) -> str:
+    """What makes one model's part reusable: the same contexts, options, dtype and
+    device (and the same code's results version)."""
+    import json
+
+    return json.dumps({"model": name, "contexts": contexts, "dtype": dtype, "device": device,
+                       **{k: str(v) for k, v in options_attrs("quantities", options).items()}},
+                      sort_keys=True)
+
+
+def _part_path(parts, name):
+    return Path(parts) / f"{name.replace('/', '--')}.nc"
+
+
+def _read_part(parts, name, key):
+    """The part of ``name`` in ``parts`` made with ``key``, or None."""
+    if parts is None or not _part_path(parts, name).is_file():
+        return None
+    try:
+        part = xr.load_dataset(_part_path(parts, name), engine="netcdf4")
+    except (OSError, ValueError):
+        return None
+    return part if part.attrs.get("part_key") == key else None
+
+
+def _write_part(parts, name, key, part) -> None:
+    """Write one model's part atomically (its model_info as JSON)."""
+    import json
+
+    from phantom_theory.io import atomic_write
+
+    if parts is None:
+        return
+    Path(parts).mkdir(parents=True, exist_ok=True)
+    copy = part.copy()
+    copy.attrs = {"part_key": key, "model_info": json.dumps(part.attrs["model_info"], default=str)}
+    with atomic_write(_part_path(parts, name), overwrite=True) as tmp:
+        copy.to_netcdf(tmp, engine="netcdf4")

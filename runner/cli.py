@@ -6,7 +6,9 @@ stderr and exit status 2."""
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 
 from phantom_theory.cli import Parser, add_commands, run_cli
 from phantom_theory.errors import PhantomError
@@ -98,12 +100,16 @@ def cmd_quantities(args):
         contexts = list(crossed.contexts)
     contexts = contexts or list(load_contexts())
     options = options_from_args(QuantityOptions, args, base=base)
-    check_output_path(args.out, args.overwrite)
+    out = check_output_path(args.out, args.overwrite)
+    # each model's part is kept beside the output until the whole is written, so a
+    # stopped measurement resumes with the models it finished
+    parts = Path(out).parent / f".{Path(out).name}.parts"
     with extra_contexts(custom):
         _check_models_and_contexts(models, contexts)   # before any bar or load
         ds = measure_quantities(models, contexts, options, args.dtype or "float32",
-                                args.device or "cpu", progress=not args.quiet)
+                                args.device or "cpu", progress=not args.quiet, parts=parts)
     write_quantities(ds, args.out, args.overwrite)
+    shutil.rmtree(parts, ignore_errors=True)
     print(ds[["m0", "b_c", "b_k", "leak_count", "leak_weighted", "distinguishability"]]
           .to_dataframe().round(4).to_string())
     print(ds[["G0", "lambda0"]].to_dataframe().round(4).to_string())

@@ -2,6 +2,8 @@
 the ray integral, the drag's response), against known answers, real optimizer steps
 and direct computations."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,40 @@ def test_each_model_may_have_its_own_contexts():
     alone = measure_quantities(["tiny-gpt2"], ["big-large"], options)
     np.testing.assert_array_equal(ds.m0.sel(model="tiny-gpt2", context="big-large").values,
                                   alone.m0.sel(model="tiny-gpt2", context="big-large").values)
+
+
+def test_a_stopped_measurement_resumes_with_the_models_it_finished(tmp_path, monkeypatch):
+    """Each model's part is written as it ends; a rerun reads a part made with the same
+    contexts and options instead of measuring it again, and measures one made with
+    other options afresh. The whole equals an uninterrupted measurement."""
+    from runner import at_init
+
+    options = QuantityOptions(modes=("lora",), optimizers=("sgd",))
+    whole = measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options)
+    real, measured, died = at_init.measure_model, [], []
+
+    def second_dies(name, *args, **kwargs):
+        measured.append(name)
+        if name == "tiny-gpt2" and not died:
+            died.append(name)
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(at_init, "measure_model", second_dies)
+    with pytest.raises(KeyboardInterrupt):
+        measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options, parts=tmp_path)
+    assert measured == ["tiny-neox", "tiny-gpt2"]
+    measured.clear()
+    resumed = measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options,
+                                 parts=tmp_path)
+    assert measured == ["tiny-gpt2"]   # tiny-neox came from its part
+    for name in ("m0", "G0", "lambda0", "eta_hat_ray"):
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values, err_msg=name)
+    assert resumed.attrs["models_json"] == whole.attrs["models_json"]
+    measured.clear()
+    other = dataclasses.replace(options, steps=options.steps + 1)
+    measure_quantities(["tiny-neox"], ["start-begin"], other, parts=tmp_path)
+    assert measured == ["tiny-neox"]   # other options: measured again
 
 
 # -- the predictors beyond linear, against real steps and brute force ---------------
