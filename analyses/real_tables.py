@@ -199,23 +199,32 @@ def jump_table(sweep, root: Path) -> list[str]:
 
 
 def cost_table(sweep, root: Path) -> list[str]:
-    lines = ["| model | mode | optimizer | seconds per step (median over kept runs) | engine | device | threads |",
+    """The measured wall seconds per step, per model, mode, optimizer and device: from
+    the thin record where it carries them (every run), else from the kept run files.
+    Each run's torch thread count is in its file (one thread per process in the v2
+    study); a shared machine makes these upper bounds."""
+    from phantom_theory.sweep import run_values
+
+    lines = ["| model | mode | optimizer | device | engine | seconds per step: median (range) | runs |",
              "|---|---|---|---|---|---|---|"]
+    seconds = run_values(sweep, "seconds_per_step").astype(float)
+    devices, engines = run_values(sweep, "device"), run_values(sweep, "engine")
+    for i, file in enumerate(sweep.run_file.values):   # runs the record predates: their files
+        if not np.isfinite(seconds[i]) and (root / file).is_file():
+            attrs = open_run(root / file).attrs
+            seconds[i] = float(attrs["seconds_per_step"])
+            devices[i], engines[i] = attrs.get("device", ""), attrs.get("engine", "")
     for model, mode, optimizer in itertools.product(sweep.model.values, sweep.mode.values,
                                                     sweep.optimizer.values):
         rows = ((sweep.run_model == model) & (sweep.run_mode == mode)
-                & (sweep.run_optimizer == optimizer)).values
-        seconds, attrs = [], {}
-        for file in sweep.run_file.values[rows]:
-            path = root / file
-            if path.is_file():
-                ds = open_run(path)
-                seconds.append(float(ds.attrs["seconds_per_step"]))
-                attrs = ds.attrs
-        if seconds:
-            lines.append(f"| {model} | {mode} | {optimizer} | {np.median(seconds):.3f} | "
-                         f"{attrs.get('engine')} (slots {attrs.get('batch_slots', 1)}) | "
-                         f"{attrs.get('device')} | {attrs.get('torch_threads')} |")
+                & (sweep.run_optimizer == optimizer)).values & np.isfinite(seconds)
+        for device, engine in sorted({(str(d), str(e)) for d, e in
+                                      zip(devices[rows], engines[rows], strict=True)}):
+            take = rows & (devices == device) & (engines == engine)
+            values = seconds[take]
+            lines.append(f"| {model} | {mode} | {optimizer} | {device or '?'} | {engine or '?'} | "
+                         f"{np.median(values):.3f} ({values.min():.3f}-{values.max():.3f}) | "
+                         f"{len(values)} |")
     return lines
 
 

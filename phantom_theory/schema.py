@@ -164,6 +164,10 @@ RUN_VARIABLES = {
     "embedding_changes": ("1", "steps whose input-embedding SHA-256 differs from step 0's "
                                "(0 under LoRA: the matrix is byte-frozen)"),
     "readout_changes": ("1", "steps whose readout SHA-256 differs from step 0's"),
+    "device": ("", "the torch device the run ran on (cpu, cuda, ...)"),
+    "engine": ("", "the engine that ran it: sequential or batched"),
+    "seconds_per_step": ("s", "wall seconds per logged step of the run (a batched run: its "
+                              "batch's, shared by its slots)"),
     "file": ("", "trajectory file, relative to the sweep folder"),
 }
 

@@ -46,7 +46,7 @@ def cmd_sweep(args):
     ds = run_sweep(spec, args.out, executor=args.executor, engine=args.engine,
                    overwrite=args.overwrite, progress=not args.quiet, address=args.address,
                    only={"model": args.models, "mode": args.modes,
-                         "optimizer": args.optimizers})
+                         "optimizer": args.optimizers}, device=args.device)
     print(sweep_table(ds))
     print(f"saved {args.out}/sweep.nc ({ds.sizes['run']} runs)")
 
@@ -327,6 +327,10 @@ def build_parser() -> Parser:
                        help=f"search only the groups of these {dim} of the spec (a staged "
                             "study: the same spec and folder; the other groups already "
                             "recorded stay)")
+    p.add_argument("--device", default=None,
+                   help="run on this device instead of the spec's (cpu, cuda, ...): the device "
+                        "is not part of a run's definition, so a CPU sweep continues on a GPU; "
+                        "each run records its own")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

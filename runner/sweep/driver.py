@@ -11,6 +11,7 @@ searches, skips what is done, and continues.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import deque
@@ -146,23 +147,28 @@ def batches(spec: SweepSpec, only: dict | None = None) -> dict[tuple, list[tuple
 
 def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batched",
               overwrite: bool = False, progress: bool = False, address: str | None = None,
-              only: dict | None = None):
+              only: dict | None = None, device: str | None = None):
     """Run (or resume) a sweep into the folder ``out`` and return its Dataset, which
     is also written to ``out/sweep.nc`` after every batch of groups (the thin record
     grows as the sweep goes, so a stop loses at most one batch). ``only`` (group
     field -> values, e.g. {"model": [...], "mode": ["full"]}) searches just those
     groups: a staged study keeps one spec and folder, and the other groups already
-    recorded stay in sweep.nc. The folder is locked for the whole sweep (a second sweep on it is refused with this one's
+    recorded stay in sweep.nc. ``device`` runs this sweep on another device than the
+    spec's [run] names (a CPU study continued on a GPU): the device is not part of a
+    run's definition, so the runs of both are one study, each recording its own
+    device. The folder is locked for the whole sweep (a second sweep on it is refused with this one's
     pid)."""
     if executor not in ("local", "ray"):
         raise PhantomError(f"unknown executor {executor!r}; choose local or ray")
     if engine not in ("batched", "sequential"):
         raise PhantomError(f"unknown engine {engine!r}; choose batched or sequential")
     only = spec.check_only(only)
-    check_runnable(spec, only)
+    running = spec if device is None else dataclasses.replace(
+        spec, run={**spec.run, "device": device})
+    check_runnable(running, only)
     store = SweepStore(out, spec, overwrite)
     try:
-        ds = _search_and_write(spec, store, executor, engine, progress, address, only)
+        ds = _search_and_write(running, store, executor, engine, progress, address, only)
         store.commit()
     finally:
         store.release()
@@ -246,8 +252,8 @@ def _sweep_attrs(spec, executor, engine, infos, store) -> dict:
     groups = spec.groups()
     return {
         **provenance("torch", "transformers", "peft", "tokenizers", "safetensors"),
-        "sweep_name": spec.name, "sweep_spec": spec.to_json(),
-        "sweep_spec_sha256": spec.digest(), "executor": executor, "engine": engine,
+        "sweep_name": spec.name, "sweep_spec": store.spec.to_json(),
+        "sweep_spec_sha256": store.spec.digest(), "executor": executor, "engine": engine,
         "models_json": json.dumps({**previous, **infos}, sort_keys=True, default=str),
         "run_steps": spec.steps,
         **options_attrs("search", spec.search), **options_attrs("outcome", spec.outcome),

@@ -117,12 +117,20 @@ def _option_defaults(spec: SweepSpec) -> dict:
             **options_attrs("jump", JumpOptions()), **_DEFAULTS_OF_MISSING}
 
 
+# Run options that say where a run executes, not what it computes: a study may move
+# from a CPU to a GPU (``phantom sweep --device``) and keep its runs; each run
+# records its device.
+EXECUTION_OPTIONS = ("run_device",)
+
+
 def run_definition(spec: SweepSpec, group: tuple, lr: float) -> dict:
-    """The attributes that define the run of ``group`` at ``lr``: its run options,
-    the outcome and jump options, and the results version."""
-    return {**options_attrs("run", spec.run_options(group, lr)),
-            **options_attrs("outcome", spec.outcome), **options_attrs("jump", spec.jumps),
-            RESULTS_VERSION_ATTR: RESULTS_VERSION}
+    """The attributes that define the run of ``group`` at ``lr``: its run options
+    (but the device, ``EXECUTION_OPTIONS``), the outcome and jump options, and the
+    results version."""
+    attrs = {**options_attrs("run", spec.run_options(group, lr)),
+             **options_attrs("outcome", spec.outcome), **options_attrs("jump", spec.jumps),
+             RESULTS_VERSION_ATTR: RESULTS_VERSION}
+    return {k: v for k, v in attrs.items() if k not in EXECUTION_OPTIONS}
 
 
 def sweep_definition(spec: SweepSpec) -> dict:
@@ -332,6 +340,8 @@ class SweepStore:
             "drag_change": float(ds.drag_change), "n_jumps": int(ds.sizes.get("jump", 0)),
             "n_phantom_jumps": int(ds.jump_phantom.sum()) if "jump_phantom" in ds else 0,
             **margin_proxies(ds), **outcome_fields(ds), **hash_changes(ds),
+            "device": str(ds.attrs.get("device", "")), "engine": str(ds.attrs.get("engine", "")),
+            "seconds_per_step": float(ds.attrs.get("seconds_per_step", np.nan)),
             "file": str(path.relative_to(self.root)),
         }
 

@@ -337,3 +337,26 @@ def test_a_changed_embedding_is_counted():
     changes = hash_changes(ds)
     assert changes["embedding_changes"] == 3.0   # two logged steps and the end
     assert np.isnan(changes["readout_changes"])
+
+
+def test_a_run_made_on_another_device_is_the_same_run(small_sweep, tmp_path):
+    """The device says where a run executed, not what it computed: a CPU study's
+    folder takes the runs of a GPU stage (a file recording run_device cuda is reused,
+    not refused), and the thin record keeps each run's device, engine and cost."""
+    from runner.sweep import SweepStore
+
+    spec, root, ds = small_sweep
+    assert set(ds.run_device.values) == {"cpu"} and set(ds.run_engine.values) == {"batched"}
+    assert (ds.run_seconds_per_step.values > 0).all()
+    copy = _copy(root, tmp_path)
+    path = copy / str(ds.run_file.values[0])
+    _rewrite(path, run_device="cuda:0", device="cuda:0")
+    group = tuple(np.asarray(ds[f"run_{d}"].values[0]).item() for d in GROUP_DIMS)
+    store = SweepStore(copy, spec)
+    try:
+        record = store.load(group, float(ds.run_lr.values[0]))
+    finally:
+        store.release()
+    assert record is not None and record["device"] == "cuda:0"
+    with pytest.raises(PhantomError, match="device 'tpu' in the sweep's \\[run\\] is not a torch"):
+        run_sweep(spec, copy, device="tpu")
