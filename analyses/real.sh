@@ -21,6 +21,12 @@ phantom sweep "$spec" --out "$work/sweep" --engine "${PHANTOM_ENGINE:-sequential
     --optimizers sgd --hessian-tol 1e-2 --hessian-max-iter 20 --out "$work/quantities.nc"
 phantom loao --fit-on "$work/sweep" "$work/quantities.nc" --mode full --optimizer sgd \
     --draws 2000 --allow-unconverged --out "$work/theory" --overwrite
+# the same with Q relative to the second-order and the ray predictors (THEORY.md section 7)
+for predictor in second ray; do
+    phantom loao --fit-on "$work/sweep" "$work/quantities.nc" --mode full --optimizer sgd \
+        --predictor "$predictor" --draws 2000 --allow-unconverged \
+        --out "$work/theory-$predictor" --overwrite
+done
 python "$here/analyses/real_publish.py" "$work" "$here/data/real"
 phantom report "$here/data/real" -o "$here/data/real/report.html" --overwrite
-python "$here/analyses/real_tables.py" "$here/data/real"
+python "$here/analyses/real_tables.py" "$here/data/real" --write

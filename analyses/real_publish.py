@@ -64,9 +64,10 @@ def main(work: str, target: str, per_cell: int | None = None) -> None:
         shutil.copy2(work / "sweep" / file, destination)
     if (work / "quantities.nc").exists():
         shutil.copy2(work / "quantities.nc", target / "quantities.nc")
-    if (work / "theory").exists():
-        shutil.rmtree(target / "theory", ignore_errors=True)
-        shutil.copytree(work / "theory", target / "theory")
+    for theory in sorted(work.glob("theory*")):   # theory/, theory-second/, ...
+        if theory.is_dir():
+            shutil.rmtree(target / theory.name, ignore_errors=True)
+            shutil.copytree(theory, target / theory.name)
     print(f"kept {len(kept)} of {sweep.sizes['run']} trajectories in {target / 'sweep'}")
 
 

@@ -286,9 +286,9 @@ def tables(root: Path) -> list[str]:
     times = sorted(root.glob("time-t*/sweep.nc"))
     if times:
         out += ["", "### η_c · T against T", "", *time_lines(sweep, times)]
-    theory = root / "theory"
-    if (theory / "scores.nc").exists():
-        out += ["", *theory_lines(theory)]
+    for theory in sorted(root.glob("theory*")):   # theory/ (Q = nu_c), theory-second/, ...
+        if (theory / "scores.nc").exists():
+            out += ["", f"#### From {theory.name}/", "", *theory_lines(theory)]
     return out
 
 

@@ -194,6 +194,9 @@ def build_report(root, title: str = "phantom-theory report") -> str:
             "catapult anchor 2/λ0 has no density; its blind error is shown. A fitted theory "
             "earns its parameters only by beating linear0 in both.</p>"
             f"<pre>{html.escape(side_by_side_table(open_comparison(comparisons[0]), scores_from_dataset(open_scores(score_files[0]))))}</pre>")
+    sweeps = found.get(SCHEMAS["sweep"], [])
+    for path in found.get(SCHEMAS["context-prediction"], []):
+        sections.append(_context_section(root, path, open_sweep(sweeps[0]) if sweeps else None))
     for path in score_files:
         scores = open_scores(path)
         sections.append("<h2>Blind predictions</h2><p class=note>Each architecture held out in "
@@ -211,6 +214,44 @@ def build_report(root, title: str = "phantom-theory report") -> str:
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
             f"<p class=note>{html.escape(str(root))} · made {created}</p>{warnings}{''.join(sections)}"
             f"{footer}</body></html>")
+
+
+def _context_section(root: Path, path: Path, sweep) -> str:
+    """Held-out contexts: the prediction (its hash checked) per (architecture,
+    context), scored against the folder's sweep where it measured them."""
+    from .theory.predict import context_score_table, open_prediction, score
+    from .theory.table import measured
+
+    prediction = open_prediction(path)
+    head = (f"<h2>Held-out contexts: {html.escape(str(prediction.attrs.get('theory')))}</h2>"
+            f"<p class=note>{html.escape(str(path.relative_to(root)))}: contexts no fit saw "
+            f"({html.escape(str(prediction.attrs.get('held_out_contexts')))}), on every fitted "
+            "architecture; each context's effect drawn from its population, one draw per "
+            "posterior sample shared by the architectures. SHA-256 "
+            f"{html.escape(str(prediction.attrs['prediction_sha256'])[:16])}….</p>")
+    mode, optimizer = (json_options(prediction).get(k) for k in ("mode", "optimizer"))
+    if sweep is not None and mode in sweep.mode.values and optimizer in sweep.optimizer.values:
+        eta_c, _ = measured(sweep, mode, optimizer)
+        try:
+            return head + f"<pre>{html.escape(context_score_table(score(prediction, eta_c)))}</pre>"
+        except PhantomError as error:
+            head += f"<p class=note>Not scored: {html.escape(str(error))}</p>"
+    rows = [f"{'context':18s} {'model':18s} {'median':>10s} {'94% HDI':>24s}"]
+    for model, context in itertools.product(prediction.model.values, prediction.context.values):
+        cell = prediction.sel(model=model, context=context)
+        rows.append(f"{context:18s} {model:18s} {float(cell.eta_c_median):10.4g} "
+                    f"[{float(cell.eta_c_hdi_low):.4g}, {float(cell.eta_c_hdi_high):.4g}]")
+    return head + f"<pre>{html.escape(chr(10).join(rows))}</pre>"
+
+
+def json_options(prediction) -> dict:
+    """The table options a prediction records (mode, optimizer, predictor, ...)."""
+    import json
+
+    try:
+        return json.loads(prediction.attrs.get("table_options_json") or "{}")
+    except ValueError:
+        return {}
 
 
 def write_report(root, output, overwrite: bool = False) -> Path:

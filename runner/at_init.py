@@ -15,6 +15,7 @@ float64 copy of the model when it is small enough.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,7 +322,7 @@ def ray_length(model, params, input_ids, c: int, k: int, optimizer: str, eps: fl
     def growth(s: float) -> float:
         with torch.no_grad():
             for p, p0, d in zip(params, origin, direction, strict=True):
-                p.copy_(p0 + s * d)
+                torch.add(p0, d, alpha=s, out=p)   # in place: no parameter-sized temporary
         return first_order(model, params, input_ids, c, k).growth(optimizer, eps)
 
     scale = abs(state.margin) / abs(G0) if G0 != 0 else np.inf
@@ -409,6 +410,12 @@ def measure_model(model_name: str, contexts: list[str], options: QuantityOptions
         exact, exact_params = _predictor_model(model, options)
         for j, (ids, c, k) in enumerate(inputs):
             state = first_order(model, params, ids, c, k, drag=True)
+            for o, optimizer in enumerate(options.optimizers):
+                measured["G0"][j, i, o] = state.growth(optimizer, options.eps)
+                measured["drag_growth"][j, i, o] = state.drag_growth(optimizer, options.eps)
+            # the drag's gradient is done with: free it before the Hessian-vector
+            # products and the ray (one parameter-sized vector less at the peak)
+            state = dataclasses.replace(state, grad_drag=None)
             exact_state = state if exact is model else first_order(exact, exact_params, ids, c, k)
             for o, optimizer in enumerate(options.optimizers):
                 a, b = second_order_terms(exact, exact_params, ids, c, k, optimizer, options.eps,
@@ -416,14 +423,13 @@ def measure_model(model_name: str, contexts: list[str], options: QuantityOptions
                 ray = ray_length(exact, exact_params, ids, c, k, optimizer, options.eps,
                                  options.ray_rtol, options.ray_max_evaluations,
                                  options.ray_bound, exact_state)
-                for name, value in (("G0", state.growth(optimizer, options.eps)),
-                                    ("drag_growth", state.drag_growth(optimizer, options.eps)),
-                                    ("second_order_a", a), ("second_order_b", b),
+                for name, value in (("second_order_a", a), ("second_order_b", b),
                                     ("ray_length", ray.length),
                                     ("ray_evaluations", ray.evaluations),
                                     ("ray_no_root", ray.no_root),
                                     ("ray_converged", ray.converged)):
                     measured[name][j, i, o] = value
+            del state, exact_state
 
             def loss_fn(model=model, ids=ids, c=c):
                 return loss_of(last_logits(model, ids)[0], c)
@@ -523,7 +529,12 @@ def _read_part(parts, name, key):
         part = xr.load_dataset(_part_path(parts, name), engine="netcdf4")
     except (OSError, ValueError):
         return None
-    return part if part.attrs.get("part_key") == key else None
+    if part.attrs.get("part_key") != key:
+        return None
+    # A part read back keeps its file's encoding (text as characters of this part's
+    # width); the whole, written with it, would cut a longer name to that width
+    # ("qwen2.5-coder-0.5b" -> "qwen2.5-code"). The whole is encoded afresh.
+    return part.drop_encoding()
 
 
 def _write_part(parts, name, key, part) -> None:

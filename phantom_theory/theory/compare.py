@@ -35,6 +35,15 @@ def psis_loo(fit: Fit) -> dict:
 
     theory = get_theory(fit.theory)
     loglik = theory.pointwise_loglik(fit.flat(), fit.data)
+    if not theory.parameters:
+        # nothing fitted (linear0): each row's leave-one-out density is its density,
+        # exactly; there is nothing to importance-sample, so no Pareto k
+        pointwise = loglik[0]
+        return {"elpd": float(pointwise.sum()),
+                "se": float(np.sqrt(len(pointwise)) * pointwise.std(ddof=1))
+                if len(pointwise) > 1 else np.nan,
+                "p": 0.0, "pointwise": pointwise, "pareto_k_max": np.nan,
+                "n_pareto_k_high": 0}
     chains, draws = next(iter(fit.posterior.values())).shape[:2]
     idata = az.from_dict(posterior={"sigma": fit.posterior["sigma"]},
                          log_likelihood={"y": loglik.reshape(chains, draws, -1)})

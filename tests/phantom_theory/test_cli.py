@@ -248,6 +248,11 @@ def test_predict_context_writes_a_context_prediction_that_score_verifies(results
     assert "universal on held-out context(s) shame-guilt: HDI covers" in scored
     assert len(re.findall(r"^shame-guilt\s+tiny-", scored, re.M)) == int(
         np.isfinite(ds.eta_c_median).sum())
+    from phantom_theory.report import build_report
+
+    page = build_report(results)   # the report scores it against the folder's sweep
+    assert "Held-out contexts: universal" in page and digest[:16] in page
+    assert "universal on held-out context(s) shame-guilt: HDI covers" in page
 
 
 def test_a_contexts_file_is_the_other_spelling_of_context(results, capsys, tmp_path):

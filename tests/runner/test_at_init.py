@@ -155,31 +155,38 @@ def test_a_stopped_measurement_resumes_with_the_models_it_finished(tmp_path, mon
     other options afresh. The whole equals an uninterrupted measurement."""
     from runner import at_init
 
+    from phantom_theory.quantities import open_quantities, write_quantities
+
     options = QuantityOptions(modes=("lora",), optimizers=("sgd",))
-    whole = measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options)
+    # the second name is the longer: a part read back must not cut it to its width
+    # once the whole is written (the file's encoding of the part must not stick)
+    models = ["tiny-neox", "tiny-gpt2-wide"]
+    contexts = {"tiny-neox": ["start-begin"], "tiny-gpt2-wide": ["big-large"]}
+    whole = measure_quantities(models, contexts, options)
     real, measured, died = at_init.measure_model, [], []
 
     def second_dies(name, *args, **kwargs):
         measured.append(name)
-        if name == "tiny-gpt2" and not died:
+        if name == "tiny-gpt2-wide" and not died:
             died.append(name)
             raise KeyboardInterrupt
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(at_init, "measure_model", second_dies)
     with pytest.raises(KeyboardInterrupt):
-        measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options, parts=tmp_path)
-    assert measured == ["tiny-neox", "tiny-gpt2"]
+        measure_quantities(models, contexts, options, parts=tmp_path / "parts")
+    assert measured == models
     measured.clear()
-    resumed = measure_quantities(["tiny-neox", "tiny-gpt2"], ["start-begin"], options,
-                                 parts=tmp_path)
-    assert measured == ["tiny-gpt2"]   # tiny-neox came from its part
+    resumed = measure_quantities(models, contexts, options, parts=tmp_path / "parts")
+    assert measured == ["tiny-gpt2-wide"]   # tiny-neox came from its part
+    write_quantities(resumed, tmp_path / "q.nc")
+    assert list(open_quantities(tmp_path / "q.nc").model.values) == models
     for name in ("m0", "G0", "lambda0", "eta_hat_ray"):
         np.testing.assert_array_equal(resumed[name].values, whole[name].values, err_msg=name)
     assert resumed.attrs["models_json"] == whole.attrs["models_json"]
     measured.clear()
     other = dataclasses.replace(options, steps=options.steps + 1)
-    measure_quantities(["tiny-neox"], ["start-begin"], other, parts=tmp_path)
+    measure_quantities(["tiny-neox"], contexts, other, parts=tmp_path / "parts")
     assert measured == ["tiny-neox"]   # other options: measured again
 
 

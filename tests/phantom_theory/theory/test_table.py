@@ -102,3 +102,18 @@ def test_linear0_predicts_the_linear_eta_hat_with_nothing_fitted(table):
     np.testing.assert_allclose(prediction.eta_c_median.values, eta_hat.values, rtol=0.05)
     spread = np.log(prediction.eta_c_hdi_high / prediction.eta_c_hdi_low).values
     np.testing.assert_allclose(spread, 2 * 1.88 * 0.5, rtol=0.05)   # 94% of N(0, 0.5)
+
+
+def test_linear0_leave_one_out_is_its_density_exactly(table):
+    """With nothing fitted, leaving a row out changes nothing: PSIS-LOO is the sum of
+    the rows' Normal(0, s0) log densities, with no Pareto k to report."""
+    from scipy import stats
+
+    from phantom_theory.theory.compare import psis_loo
+
+    fit = TheoryFitter("linear0", table, FitOptions(draws=400, chains=2)).fit()
+    loo = psis_loo(fit)
+    expected = stats.norm(0, 0.5).logpdf(fit.data.y)
+    np.testing.assert_allclose(loo["pointwise"], expected, rtol=1e-12)
+    assert loo["elpd"] == pytest.approx(expected.sum(), rel=1e-12)
+    assert loo["p"] == 0.0 and np.isnan(loo["pareto_k_max"]) and loo["n_pareto_k_high"] == 0
