@@ -190,7 +190,7 @@ def evaluate(table: xr.Dataset, theories=DEFAULT_THEORIES, options: FitOptions =
 def comparison_table(ds: xr.Dataset) -> str:
     """The comparison Dataset as a text table, best LOAO elpd first, with each
     theory's diagnostics gate and its count of rows with high Pareto k."""
-    lines = [f"{'theory':10s} {'elpd_loo':>9s} {'se':>6s} {'p_loo':>6s} {'k_max':>6s} "
+    lines = [f"{'theory':12s} {'elpd_loo':>9s} {'se':>6s} {'p_loo':>6s} {'k_max':>6s} "
              f"{'elpd_loao':>10s} {'se':>6s} {'w_loo':>6s} {'w_loao':>7s}  gate"]
     order = np.argsort(-ds.elpd_loao.values)
     for i in order:
@@ -198,7 +198,7 @@ def comparison_table(ds: xr.Dataset) -> str:
         flags = "passed" if bool(row.fits_passed) else "FAILED"
         if int(row.n_pareto_k_high):
             flags += f", {int(row.n_pareto_k_high)} rows with Pareto k > {PARETO_K_HIGH}"
-        lines.append(f"{str(row.theory.values):10s} {float(row.elpd_loo):9.2f} "
+        lines.append(f"{str(row.theory.values):12s} {float(row.elpd_loo):9.2f} "
                      f"{float(row.elpd_loo_se):6.2f} {float(row.p_loo):6.2f} "
                      f"{float(row.pareto_k_max):6.2f} {float(row.elpd_loao):10.2f} "
                      f"{float(row.elpd_loao_se):6.2f} {float(row.stacking_loo):6.2f} "
@@ -264,14 +264,20 @@ def side_by_side_table(comparison: xr.Dataset, scores: list[dict]) -> str:
     """``side_by_side`` as a text table, with a closing line that says which theories
     beat linear0 in both LOAO ELPD and blind error (or that none does)."""
     rows = side_by_side(comparison, scores)
-    lines = [f"{'theory':10s} {'elpd_loao':>10s} {'se':>6s} {'vs linear0':>11s} {'se':>6s} "
+    def number(value, spec):
+        return format(value, spec) if np.isfinite(value) else "-"
+
+    lines = [f"{'theory':12s} {'elpd_loao':>10s} {'se':>6s} {'vs linear0':>11s} {'se':>6s} "
              f"{'blind error':>12s} {'HDI covers':>11s}  gate"]
     for r in rows:
         covers = f"{r['blind_covered']}/{r['blind_n']}" if r["blind_n"] else "-"
-        delta = r.get("delta_elpd", np.nan)
-        lines.append(f"{r['theory']:10s} {r['elpd_loao']:10.2f} {r['elpd_loao_se']:6.2f} "
-                     f"{delta:+11.2f} {r.get('delta_se', np.nan):6.2f} "
-                     f"{100 * r['blind_median_error']:11.1f}% {covers:>11s}  "
+        error = 100 * r["blind_median_error"]
+        lines.append(f"{r['theory']:12s} {number(r['elpd_loao'], '.2f'):>10s} "
+                     f"{number(r['elpd_loao_se'], '.2f'):>6s} "
+                     f"{number(r.get('delta_elpd', np.nan), '+.2f'):>11s} "
+                     f"{number(r.get('delta_se', np.nan), '.2f'):>6s} "
+                     f"{number(error, '.1f') + ('%' if np.isfinite(error) else ''):>12s} "
+                     f"{covers:>11s}  "
                      + {True: "passed", False: "FAILED", None: "no fit"}[r["fits_passed"]])
     base = next((r for r in rows if r["theory"] == BASELINE), None)
     if base is None:
@@ -282,4 +288,4 @@ def side_by_side_table(comparison: xr.Dataset, scores: list[dict]) -> str:
                 and r["blind_median_error"] < base["blind_median_error"]]
         lines.append("beats linear0 in both LOAO ELPD and blind median error: "
                      + (", ".join(both) if both else "none"))
-    return "\n".join(lines).replace(" nan", "   -").replace("nan%", "   -")
+    return "\n".join(lines)

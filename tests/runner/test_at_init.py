@@ -153,9 +153,8 @@ def test_a_stopped_measurement_resumes_with_the_models_it_finished(tmp_path, mon
     """Each model's part is written as it ends; a rerun reads a part made with the same
     contexts and options instead of measuring it again, and measures one made with
     other options afresh. The whole equals an uninterrupted measurement."""
-    from runner import at_init
-
     from phantom_theory.quantities import open_quantities, write_quantities
+    from runner import at_init
 
     options = QuantityOptions(modes=("lora",), optimizers=("sgd",))
     # the second name is the longer: a part read back must not cut it to its width
