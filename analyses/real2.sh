@@ -18,7 +18,8 @@
 #            held-out contexts, the report and data/real2/README.md's tables.
 #
 # Usage: analyses/real2.sh [WORK_FOLDER]   (default runs/real2; CPU days on 2 cores,
-# hours on one GPU with PHANTOM_DEVICE=cuda PHANTOM_ENGINE=batched)
+# hours on one GPU with PHANTOM_DEVICE=cuda PHANTOM_ENGINE=batched: the device is not
+# part of a run's definition, so a study begun on a CPU continues there)
 set -euo pipefail
 work="${1:-runs/real2}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,14 +28,16 @@ data="$here/data/real2"
 small=(smollm2-135m gemma3-270m qwen2.5-coder-0.5b)
 blind=qwen2.5-coder-1.5b
 engine="${PHANTOM_ENGINE:-sequential}"
+device="${PHANTOM_DEVICE:-}"
 mkdir -p "$work/sweep" "$data"
 
-# A new machine resumes from the committed thin record.
+# A new machine resumes from the committed thin record (and the kept run files,
+# which the sweep validates before it reuses them).
 if [ ! -f "$work/sweep/spec.json" ] && [ -f "$data/sweep/sweep.nc" ]; then
-    cp "$data/sweep/spec.json" "$data/sweep/sweep.nc" "$work/sweep/"
+    cp -r "$data/sweep/." "$work/sweep/"
 fi
 publish() { python "$here/analyses/real_publish.py" "$work" "$data" --per-cell 2; }
-sweep() { phantom sweep "$@" --engine "$engine" --quiet; }
+sweep() { phantom sweep "$@" --engine "$engine" ${device:+--device "$device"} --quiet; }
 
 phantom models pull all
 
@@ -47,7 +50,8 @@ done
 
 # -- stage 2: quantities, and the pre-registered blind prediction -------------------
 [ -f "$work/quantities.nc" ] || phantom quantities --spec "$spec" --modes full lora \
-    --optimizers sgd adamw --hessian-tol 1e-2 --hessian-max-iter 20 --out "$work/quantities.nc"
+    --optimizers sgd adamw --hessian-tol 1e-2 --hessian-max-iter 20 \
+    ${device:+--device "$device"} --out "$work/quantities.nc"
 cp "$work/quantities.nc" "$data/quantities.nc"
 if [ ! -f "$data/blind/SHA256SUMS" ]; then
     mkdir -p "$data/blind"
@@ -58,21 +62,23 @@ if [ ! -f "$data/blind/SHA256SUMS" ]; then
     done
     (cd "$data/blind" && sha256sum ./*.nc > SHA256SUMS)
 fi
-if ! git -C "$here" diff --quiet HEAD -- "$data/blind" \
-        || [ -n "$(git -C "$here" ls-files --others --exclude-standard -- "$data/blind")" ]; then
+# the pre-registration is the prediction files and their sums, committed
+registration=("$data"/blind/*.nc "$data/blind/SHA256SUMS")
+if ! git -C "$here" diff --quiet HEAD -- "${registration[@]}" \
+        || [ -n "$(git -C "$here" ls-files --others --exclude-standard -- "${registration[@]}")" ]; then
     echo "stage 2 done: commit the blind prediction before the $blind sweep starts (the" >&2
     echo "commit is the pre-registration):  git add $data/blind && git commit -m 'Pre-register" >&2
     echo "the blind prediction of $blind'; then run this script again" >&2
     exit 3
 fi
-registered="$(git -C "$here" log -n 1 --format=%H -- "$data/blind")"
+registered="$(git -C "$here" log -n 1 --format=%H -- "$data/blind/SHA256SUMS")"
 
 # -- stage 3: the held-out architecture's sweep, then its score --------------------
 sweep "$spec" --out "$work/sweep" --models "$blind"
 publish
 for prediction in "$data"/blind/*.nc; do
     phantom score "$prediction" --sweep "$work/sweep" --commit "$registered"
-done | tee "$data/blind/scores.txt"
+done | tee "$data/blind-scores.txt"
 
 # -- stage 4: eta_c(T) ---------------------------------------------------------------
 for T in 60 240; do
@@ -83,11 +89,12 @@ done
 # -- every architecture held out in turn, the held-out contexts, the report --------
 phantom loao --fit-on "$work/sweep" "$work/quantities.nc" --mode full --optimizer sgd \
     --allow-unconverged --out "$work/theory" --overwrite
+mkdir -p "$work/held-out-contexts"
 phantom predict --context $(python -c "
 import json; from phantom_theory.sweep import open_sweep
 print(*json.loads(open_sweep('$work/sweep').attrs['sweep_spec'])['crossed']['held_out'])") \
     --theory hier --mode full --optimizer sgd --fit-on "$work/sweep" "$work/quantities.nc" \
-    --allow-unconverged --out "$work/theory/held-out-contexts.nc" --overwrite
+    --allow-unconverged --out "$work/held-out-contexts/hier.nc" --overwrite
 publish
 phantom report "$data" -o "$data/report.html" --overwrite
 python "$here/analyses/real_tables.py" "$data"

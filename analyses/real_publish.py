@@ -52,19 +52,24 @@ def main(work: str, target: str, per_cell: int | None = None) -> None:
     work, target = Path(work), Path(target)
     sweep = open_sweep(work / "sweep")
     (target / "sweep").mkdir(parents=True, exist_ok=True)
-    for name in ("sweep.nc", "spec.json"):
-        shutil.copy2(work / "sweep" / name, target / "sweep" / name)
+    for name in ("sweep.nc", "spec.json", "starts.json"):
+        if (work / "sweep" / name).is_file():
+            shutil.copy2(work / "sweep" / name, target / "sweep" / name)
     kept = bracketing_files(sweep, per_cell)
     for old in (target / "sweep" / "runs").glob("**/*.nc"):   # the kept set may move
         if str(old.relative_to(target / "sweep")) not in kept:
             old.unlink()
     for file in sorted(kept):
-        destination = target / "sweep" / file
+        source, destination = work / "sweep" / file, target / "sweep" / file
+        if not source.is_file():   # resumed from the thin record: published before
+            if not destination.is_file():
+                raise SystemExit(f"{source} is missing and was never published")
+            continue
         destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(work / "sweep" / file, destination)
+        shutil.copy2(source, destination)
     if (work / "quantities.nc").exists():
         shutil.copy2(work / "quantities.nc", target / "quantities.nc")
-    for theory in sorted(work.glob("theory*")):   # theory/, theory-second/, ...
+    for theory in sorted([*work.glob("theory*"), work / "held-out-contexts"]):
         if theory.is_dir():
             shutil.rmtree(target / theory.name, ignore_errors=True)
             shutil.copytree(theory, target / theory.name)

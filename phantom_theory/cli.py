@@ -318,6 +318,27 @@ def _predict_contexts(args, options, contexts):
     _gate([(fit.theory, fit.diagnostics)], args)
 
 
+def _first_run_time(sweep, prediction, by_context) -> tuple[str, str]:
+    """(time, what) of the earliest run of what the prediction is about (the held-out
+    architecture, or the held-out contexts) that the sweep records; the sweep's own
+    writing time where its record predates per-run times (a sweep.nc is rewritten as
+    it grows, so that bound is weaker)."""
+    import numpy as np
+
+    from .sweep import run_values
+
+    created = run_values(sweep, "created").astype(str)
+    if by_context:
+        rows = np.isin(sweep.run_context.values.astype(str),
+                       list(map(str, prediction.context.values)))
+    else:
+        rows = sweep.run_model.values.astype(str) == str(prediction.attrs["held_out"])
+    times = sorted(t for t in created[rows] if t)
+    if times:
+        return times[0], "its first run"
+    return str(sweep.attrs.get("created")), "the sweep table's writing"
+
+
 def cmd_score(args):
     import json
 
@@ -347,12 +368,13 @@ def cmd_score(args):
         held_out = prediction.attrs["held_out"]
         if held_out not in sweep.model.values:
             raise PhantomError(f"the sweep {args.sweep} has no runs of {held_out}")
-    if committed is not None and committed_before(committed["committed"],
-                                                  str(sweep.attrs.get("created"))) is False:
-        raise PhantomError(
-            f"commit {committed['commit'][:12]} ({committed['committed']}) is later than the "
-            f"sweep {args.sweep} (written {sweep.attrs.get('created')}): the prediction was "
-            "not committed before its sweep existed, so it is no pre-registration")
+    if committed is not None:
+        first, what = _first_run_time(sweep, prediction, by_context)
+        if committed_before(committed["committed"], first) is False:
+            raise PhantomError(
+                f"commit {committed['commit'][:12]} ({committed['committed']}) is later than "
+                f"{what} ({first}) in {args.sweep}: the prediction was not committed before "
+                "its runs existed, so it is no pre-registration")
     eta_c, eta_max = measured(sweep, options.mode, options.optimizer)
     result = (score(prediction, eta_c) if by_context
               else score(prediction, eta_c.sel(model=held_out), eta_max.sel(model=held_out)))

@@ -165,6 +165,7 @@ RUN_VARIABLES = {
                                "(0 under LoRA: the matrix is byte-frozen)"),
     "readout_changes": ("1", "steps whose readout SHA-256 differs from step 0's"),
     "device": ("", "the torch device the run ran on (cpu, cuda, ...)"),
+    "created": ("", "when the run's file was written (ISO time, UTC)"),
     "engine": ("", "the engine that ran it: sequential or batched"),
     "seconds_per_step": ("s", "wall seconds per logged step of the run (a batched run: its "
                               "batch's, shared by its slots)"),

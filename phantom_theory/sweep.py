@@ -91,7 +91,7 @@ def build_sweep(runs: list[dict], groups: dict[tuple, dict], attrs: dict) -> xr.
     return label(ds, "sweep")
 
 
-STRING_RUN_VARIABLES = ("outcome", "structural_kind", "device", "engine", "file")
+STRING_RUN_VARIABLES = ("outcome", "structural_kind", "device", "engine", "created", "file")
 
 
 def _predating(name: str, record: dict):
@@ -105,7 +105,7 @@ def _predating(name: str, record: dict):
         return bool(record["flipped"]) and not ahead and record["outcome"] != "diverged"
     if name == "structural_kind":
         return "unknown" if record["outcome"] == "structural_failure" else ""
-    if name in ("device", "engine"):
+    if name in ("device", "engine", "created"):
         return ""
     return np.nan
 

@@ -507,12 +507,18 @@ def measure_quantities(models: list[str], contexts: list[str] | dict[str, list[s
     return q.label(ds)
 
 
+# The version of the code that measures the quantities: raise it with any change that
+# alters what a part holds for the same options, so that an older part is measured again.
+QUANTITIES_VERSION = 2
+
+
 def _part_key(name, contexts, options, dtype, device) -> str:
     """What makes one model's part reusable: the same contexts, options, dtype and
-    device (and the same code's results version)."""
+    device, and the same ``QUANTITIES_VERSION`` of the code."""
     import json
 
     return json.dumps({"model": name, "contexts": contexts, "dtype": dtype, "device": device,
+                       "version": QUANTITIES_VERSION,
                        **{k: str(v) for k, v in options_attrs("quantities", options).items()}},
                       sort_keys=True)
 

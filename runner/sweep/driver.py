@@ -20,7 +20,7 @@ from phantom_theory.critical_lr import Observation, make_search
 from phantom_theory.errors import PhantomError
 from phantom_theory.options import options_attrs
 from phantom_theory.provenance import provenance
-from phantom_theory.sweep import build_sweep, open_sweep, write_sweep
+from phantom_theory.sweep import build_sweep, write_sweep
 
 from .spec import PER_GROUP, SWEEP_NAME, SweepSpec
 from .store import RESULTS_VERSION, RESULTS_VERSION_ATTR, SweepStore
@@ -48,7 +48,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     from ..training.batched import BatchedEngine
     from ..training.loop import run
 
-    seeds = start_points(spec, keys, loaded)
+    seeds = start_points(spec, keys, loaded, store)
     searches = {key: make_search(spec.search, seeds.get(key)) for key in keys}
     records: list[dict] = []
     queue: deque = deque()
@@ -117,22 +117,27 @@ def observation_of(record: dict) -> Observation:
                        None if "ahead_at_end" not in record else bool(record["ahead_at_end"]))
 
 
-def start_points(spec: SweepSpec, keys: list[tuple], loaded) -> dict[tuple, float]:
+def start_points(spec: SweepSpec, keys: list[tuple], loaded, store=None) -> dict[tuple, float]:
     """Where each group's eta_c search starts: the linear theory's |m0| / (T G0),
     measured at initialisation with the group's own mode, optimizer and LoRA seed
-    (empty for the bisect method or a blind start)."""
+    (empty for the bisect method or a blind start). A start the store recorded is
+    reused, so that a search resumed elsewhere (another device, whose float32
+    gradients differ in the last digits) proposes the very runs it recorded."""
     if spec.search.method != "root" or spec.search.start != "linear":
         return {}
     from ..at_init import linear_predictions
 
-    out = {}
-    for seed in sorted({key[4] for key in keys}):
-        group = [key for key in keys if key[4] == seed]
+    out = {key: store.starts[key] for key in keys if store is not None and key in store.starts}
+    missing = [key for key in keys if key not in out]
+    for seed in sorted({key[4] for key in missing}):
+        group = [key for key in missing if key[4] == seed]
         template = spec.run_options(group[0], 1.0)
         predicted = linear_predictions(loaded, [key[1] for key in group], template.mode,
                                        template.optimizer, spec.steps, template.lora, seed,
                                        template.eps, template.model)
         out.update({key: predicted[key[1]][2] for key in group})
+    if store is not None and missing:
+        store.record_starts({key: out[key] for key in missing})
     return out
 
 
@@ -165,7 +170,7 @@ def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batc
     only = spec.check_only(only)
     running = spec if device is None else dataclasses.replace(
         spec, run={**spec.run, "device": device})
-    check_runnable(running, only)
+    check_runnable(running, only, "in the sweep's [run]" if device is None else "of --device")
     store = SweepStore(out, spec, overwrite)
     try:
         ds = _search_and_write(running, store, executor, engine, progress, address, only)
@@ -175,7 +180,8 @@ def run_sweep(spec: SweepSpec, out, executor: str = "local", engine: str = "batc
     return ds
 
 
-def check_runnable(spec: SweepSpec, only: dict | None = None) -> None:
+def check_runnable(spec: SweepSpec, only: dict | None = None,
+                   device_from: str = "in the sweep's [run]") -> None:
     """Refuse, before the sweep folder is touched, a spec naming a model, context or
     device that no run could use (the spec itself checked its types and values);
     just the models ``only`` allows, if given."""
@@ -197,10 +203,10 @@ def check_runnable(spec: SweepSpec, only: dict | None = None) -> None:
 
         kind = torch.device(device).type
     except RuntimeError:
-        raise PhantomError(f"device {device!r} in the sweep's [run] is not a torch device; "
+        raise PhantomError(f"device {device!r} {device_from} is not a torch device; "
                            "give cpu, cuda, cuda:1, mps, ...") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise PhantomError(f"device {device!r} in the sweep's [run] needs CUDA, which this "
+        raise PhantomError(f"device {device!r} {device_from} needs CUDA, which this "
                            "machine lacks; give device = \"cpu\"")
 
 
@@ -242,13 +248,7 @@ def _search_and_write(spec, store, executor, engine, progress, address, only=Non
 def _sweep_attrs(spec, executor, engine, infos, store) -> dict:
     """The sweep table's attributes: provenance, the spec and its digest, the models'
     loading records (those of an earlier stage kept), every option."""
-    previous = {}
-    path = store.root / SWEEP_NAME
-    if store.recorded_groups and path.is_file():
-        try:
-            previous = json.loads(open_sweep(path).attrs.get("models_json", "{}"))
-        except (PhantomError, ValueError):
-            previous = {}
+    previous = dict(store.previous_models)
     groups = spec.groups()
     return {
         **provenance("torch", "transformers", "peft", "tokenizers", "safetensors"),

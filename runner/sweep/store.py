@@ -33,6 +33,8 @@ from phantom_theory.trajectory import open_run, outcome_fields, write_run
 
 from .spec import PER_GROUP, SPEC_NAME, SWEEP_NAME, SweepSpec
 
+STARTS_NAME = "starts.json"   # each group's search start: a resumed search replays it
+
 # Spec fields whose change leaves every run's definition as it was: a sweep folder
 # with such a change is extended (its runs reused), not refused. A change to steps,
 # run, outcome or jumps redefines the runs themselves.
@@ -81,7 +83,9 @@ def hash_changes(ds) -> dict:
             out[f"{name}_changes"] = np.nan
             continue
         values = ds[f"{name}_sha256"].values.astype(str) if f"{name}_sha256" in ds else np.array([])
-        logged = [*values[values != ""], ds.attrs.get(f"{name}_sha256_end", start)]
+        logged = list(values[values != ""])
+        if not values.size or values[-1] == "":   # the end, if the last step has no digest
+            logged.append(ds.attrs.get(f"{name}_sha256_end", start))
         out[f"{name}_changes"] = float(sum(v != start for v in logged))
     return out
 
@@ -162,12 +166,15 @@ class SweepStore:
         # the group summaries of the folder's sweep.nc, kept only when its spec is this
         # very spec (a partial sweep, ``models=``, carries the other groups' over)
         self.recorded_groups: dict[tuple, dict] = {}
+        self.previous_models: dict = {}   # the models_json of the sweep.nc it found
+        self.starts: dict[tuple, float] = {}   # each group's recorded search start
         self._lock: FolderLock | None = None
         self._defaults = _option_defaults(spec)
         if check:
             self._claim()
         else:
             self.recorded = self._read_record()
+        self.starts = self._read_starts()
 
     # -- claiming the folder --------------------------------------------------------
 
@@ -201,12 +208,20 @@ class SweepStore:
         if old_text == text:
             self.recorded = self._read_record()
             self.recorded_groups = self._read_groups()
+            self.previous_models = self._read_models()
             return
         changed = _changed_fields(old_text, text)
         if not self.overwrite and set(changed) <= REUSABLE_CHANGES:
             # A change that leaves every run's definition alone (the bracket, the
-            # tolerance, the groups) keeps the runs that the new spec still has.
+            # tolerance, the groups) keeps the runs that the new spec still has, and,
+            # when the search itself is unchanged, the eta_c of its groups (a staged
+            # sweep that does not search them keeps them).
             self.recorded = self._read_record()
+            if "search" not in changed:
+                groups = set(self.spec.groups())
+                self.recorded_groups = {k: v for k, v in self._read_groups().items()
+                                        if k in groups}
+                self.previous_models = self._read_models()
             self._prune()
             (target / SWEEP_NAME).unlink(missing_ok=True)
             return
@@ -247,6 +262,34 @@ class SweepStore:
             raise self._mismatch_error(path, mismatch, "its runs")
         records = run_records(ds)
         return {(tuple(r[d] for d in GROUP_DIMS), float(r["lr"])): r for r in records}
+
+    def _read_starts(self) -> dict[tuple, float]:
+        """The recorded search starts (starts.json) of the spec's groups."""
+        path = self.root / STARTS_NAME
+        try:
+            rows = json.loads(path.read_text()) if path.is_file() else []
+        except (OSError, ValueError):
+            return {}
+        groups = set(self.spec.groups())
+        return {tuple(r["group"]): float(r["lr"]) for r in rows
+                if isinstance(r, dict) and tuple(r.get("group", ())) in groups}
+
+    def record_starts(self, starts: dict[tuple, float]) -> None:
+        """Add search starts to starts.json (atomically), beside the thin record; the
+        file is read again first, so that Ray workers of one sweep add to each other's."""
+        self.starts = {**self._read_starts(), **self.starts, **starts}
+        rows = [{"group": list(k), "lr": v} for k, v in sorted(self.starts.items(),
+                                                               key=lambda kv: str(kv[0]))]
+        write_text(self.root / STARTS_NAME, json.dumps(rows, indent=0), overwrite=True)
+
+    def _read_models(self) -> dict:
+        """The models' loading records (models_json) of the folder's sweep.nc."""
+        path = self.root / SWEEP_NAME
+        try:
+            return json.loads(open_sweep(path).attrs.get("models_json", "{}")) \
+                if path.is_file() else {}
+        except (PhantomError, ValueError):
+            return {}
 
     def _read_groups(self) -> dict[tuple, dict]:
         """The group summaries of the folder's sweep.nc (empty without one)."""
@@ -341,6 +384,7 @@ class SweepStore:
             "n_phantom_jumps": int(ds.jump_phantom.sum()) if "jump_phantom" in ds else 0,
             **margin_proxies(ds), **outcome_fields(ds), **hash_changes(ds),
             "device": str(ds.attrs.get("device", "")), "engine": str(ds.attrs.get("engine", "")),
+            "created": str(ds.attrs.get("created", "")),
             "seconds_per_step": float(ds.attrs.get("seconds_per_step", np.nan)),
             "file": str(path.relative_to(self.root)),
         }

@@ -155,7 +155,17 @@ def test_score_commit_checks_the_pre_registration(results, capsys, tmp_path):
     assert main(["score", str(before / "pred.nc"), "--sweep", sweep, "--commit", "HEAD"]) == 0
     assert "pre-registered: the file is its content at commit" in capsys.readouterr().out
     fails(capsys, ["score", str(after / "pred.nc"), "--sweep", sweep, "--commit", "HEAD"],
-          "is later than the sweep", "no pre-registration")
+          "is later than its first run", "no pre-registration")
+    # the bound is the held-out model's first run, not when sweep.nc was last written
+    # (a growing sweep rewrites it): runs recorded as made in 2000 beat a 2001 commit
+    table = xr.load_dataset(results / "sweep" / "sweep.nc")
+    held_out = table.run_model.values.astype(str) == "tiny-neox"
+    created = table.run_created.values.astype(object)
+    created[held_out] = "2000-06-01T00:00:00+00:00"
+    table["run_created"] = ("run", created)
+    table.to_netcdf(tmp_path / "early.nc")
+    fails(capsys, ["score", str(before / "pred.nc"), "--sweep", str(tmp_path / "early.nc"),
+                   "--commit", "HEAD"], "is later than its first run (2000-06-01")
     edited = xr.load_dataset(before / "pred.nc")
     edited.attrs["hdi_prob"] = 0.999
     from phantom_theory.theory.predict import prediction_digest

@@ -131,3 +131,47 @@ def test_a_stop_within_a_batch_loses_no_finished_run(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "run", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     done = run_sweep(spec, tmp_path / "out", engine="sequential")
     assert len(calls) == done.sizes["run"] - 3
+
+
+def test_a_resumed_search_starts_where_it_started(tmp_path, monkeypatch):
+    """Each group's search start is recorded (starts.json) and reused: a resume whose
+    linear prediction came out differently in the last digits (another device)
+    still proposes the runs it recorded, so nothing is run again."""
+    from runner import at_init
+    from runner.sweep import run_sweep
+    from runner.training import loop
+
+    spec = _two_mode_spec(tmp_path)
+    out = tmp_path / "out"
+    first = run_sweep(spec, out, engine="sequential")
+    assert (out / "starts.json").is_file()
+    real = at_init.linear_predictions
+
+    def perturbed(*args, **kwargs):   # a GPU's float32 gradients: other last digits
+        return {c: (m0, g0, eta * (1 + 1e-5)) for c, (m0, g0, eta) in real(*args, **kwargs).items()}
+
+    monkeypatch.setattr(at_init, "linear_predictions", perturbed)
+    for path in out.glob("runs/**/*.nc"):   # resume from the thin record alone
+        path.unlink()
+    calls = []
+    monkeypatch.setattr(loop, "run", lambda *a, **k: calls.append(1))
+    again = run_sweep(spec, out, engine="sequential")
+    assert calls == [] and again.sizes["run"] == first.sizes["run"]
+    np.testing.assert_array_equal(again.seed_lr.values, first.seed_lr.values)
+
+
+def test_a_stage_after_a_reusable_spec_change_keeps_the_earlier_stages(tmp_path):
+    """Between stages the spec may change in ways that leave every run's definition
+    alone (here the batch size): the next stage keeps the earlier groups' eta_c."""
+    import dataclasses
+
+    from runner.sweep import run_sweep
+
+    spec = _two_mode_spec(tmp_path)
+    out = tmp_path / "out"
+    first = run_sweep(spec, out, only={"mode": ["lora"]})
+    both = run_sweep(dataclasses.replace(spec, slots=spec.slots + 1), out,
+                     only={"mode": ["full"]})
+    np.testing.assert_array_equal(both.eta_c.sel(mode="lora").values,
+                                  first.eta_c.sel(mode="lora").values)
+    assert set(both.eta_c_status.sel(seed=0).values.ravel()) == {"resolved"}

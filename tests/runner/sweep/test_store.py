@@ -335,8 +335,10 @@ def test_a_changed_embedding_is_counted():
     ds = xr.Dataset({"embedding_sha256": ("step", np.array(["a", "", "b", "b"], dtype=object))},
                     attrs={"embedding_sha256_start": "a", "embedding_sha256_end": "b"})
     changes = hash_changes(ds)
-    assert changes["embedding_changes"] == 3.0   # two logged steps and the end
+    assert changes["embedding_changes"] == 2.0   # the two logged steps; T is the end
     assert np.isnan(changes["readout_changes"])
+    ds["embedding_sha256"] = ("step", np.array(["a", "b", "", ""], dtype=object))
+    assert hash_changes(ds)["embedding_changes"] == 2.0   # one logged step, then the end
 
 
 def test_a_run_made_on_another_device_is_the_same_run(small_sweep, tmp_path):
@@ -358,5 +360,5 @@ def test_a_run_made_on_another_device_is_the_same_run(small_sweep, tmp_path):
     finally:
         store.release()
     assert record is not None and record["device"] == "cuda:0"
-    with pytest.raises(PhantomError, match="device 'tpu' in the sweep's \\[run\\] is not a torch"):
+    with pytest.raises(PhantomError, match="device 'tpu' of --device is not a torch"):
         run_sweep(spec, copy, device="tpu")
