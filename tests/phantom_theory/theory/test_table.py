@@ -45,15 +45,41 @@ def test_the_linear_columns_are_the_reduced_rate_recomputed_from_g0(inputs, tabl
     assert table.attrs["table_predictor"] == "linear"
 
 
-def test_predictors_missing_from_old_quantities_are_nan_not_invented(table):
-    # The first study's quantities predate the second-order and ray measurements.
+NEW_PARTS = ("second_order_a", "second_order_b", "ray_length")
+
+
+def test_predictors_missing_from_old_quantities_are_nan_not_invented(inputs):
+    # quantities that predate the second-order and ray measurements (as the first
+    # study's did until it was re-measured): their columns are NaN, and no row of
+    # those predictors is fitted
+    quantities, sweep = inputs
+    old = quantities.drop_vars([n for n in NEW_PARTS if n in quantities])
+    table = theory_table(old, sweep)
     assert np.isnan(table.log_q_second).all() and np.isnan(table.log_q_ray).all()
+    assert not theory_table(old, sweep, TableOptions(predictor="second")).observed.any()
 
 
-def test_another_predictor_moves_log_q_and_its_scale_together(inputs):
-    second = theory_table(*inputs, TableOptions(predictor="second"))
-    np.testing.assert_array_equal(second.log_q.values, second.log_q_second.values)
-    assert not second.observed.any()   # no second-order quantities: no row to fit
+def test_another_predictor_moves_log_q_and_its_scale_together(inputs, table):
+    """log Q and log scale move together: log eta_c = log Q - log scale whichever
+    predictor, and the second and ray columns are the measured parts' eta_hat."""
+    from phantom_theory import quantities as q
+
+    quantities, sweep = inputs
+    steps = float(sweep.attrs["run_steps"])
+    for predictor in ("second", "ray"):
+        other = theory_table(*inputs, TableOptions(predictor=predictor))
+        np.testing.assert_array_equal(other.log_q.values, other.log_q_second.values
+                                      if predictor == "second" else other.log_q_ray.values)
+        rows = other.observed.values
+        assert rows.sum() == 6
+        np.testing.assert_allclose((other.log_q - other.log_scale).values[rows],
+                                   np.log(other.eta_c.values[rows]), rtol=1e-12)
+        aligned = quantities.reindex(model=other.model.values, context=other.context.values)
+        part = {n: aligned[n].sel(mode="full", optimizer="sgd").values
+                for n in ("G0", *NEW_PARTS)}
+        eta_hat = q.predictors(part, aligned.m0.values, steps)[f"eta_hat_{predictor}"]
+        np.testing.assert_allclose(np.exp(-other.log_scale.values[rows]),
+                                   np.asarray(eta_hat)[rows], rtol=1e-10)
 
 
 def test_the_lora_cost_is_the_log_ratio_of_the_two_modes(inputs, table):
