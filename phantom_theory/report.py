@@ -229,7 +229,7 @@ def _context_section(root: Path, path: Path, sweep) -> str:
             "architecture; each context's effect drawn from its population, one draw per "
             "posterior sample shared by the architectures. SHA-256 "
             f"{html.escape(str(prediction.attrs['prediction_sha256'])[:16])}….</p>")
-    mode, optimizer = (json_options(prediction).get(k) for k in ("mode", "optimizer"))
+    mode, optimizer = (_table_options(prediction).get(k) for k in ("mode", "optimizer"))
     if sweep is not None and mode in sweep.mode.values and optimizer in sweep.optimizer.values:
         eta_c, _ = measured(sweep, mode, optimizer)
         try:
@@ -244,7 +244,7 @@ def _context_section(root: Path, path: Path, sweep) -> str:
     return head + f"<pre>{html.escape(chr(10).join(rows))}</pre>"
 
 
-def json_options(prediction) -> dict:
+def _table_options(prediction) -> dict:
     """The table options a prediction records (mode, optimizer, predictor, ...)."""
     import json
 

@@ -57,6 +57,9 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     def refill(key):
         queue.extend((key, lr) for lr in searches[key].pending())
 
+    def summary(key):
+        return {**searches[key].summary(), "seed_lr": seeds.get(key, math.nan)}
+
     def accept(key, record, fresh=False):
         records.append(record)
         searches[key].observe(observation_of(record))
@@ -65,8 +68,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
             bar.total = max(bar.total or 0, bar.n + 1)
             bar.update(1)
         if fresh and on_record is not None:
-            on_record(records, {k: {**s.summary(), "seed_lr": seeds.get(k, math.nan)}
-                                for k, s in searches.items() if s.done})
+            on_record(records, {k: summary(k) for k, s in searches.items() if s.done})
 
     def next_request():
         while queue:
@@ -102,8 +104,7 @@ def search_batch(spec: SweepSpec, store: SweepStore, keys: list[tuple], loaded,
     unfinished = [key for key, search in searches.items() if not search.done]
     if unfinished:
         raise RuntimeError(f"searches ended unfinished: {unfinished}")
-    summaries = {key: {**search.summary(), "seed_lr": seeds.get(key, math.nan)}
-                 for key, search in searches.items()}
+    summaries = {key: summary(key) for key in searches}
     return records, summaries
 
 

@@ -24,6 +24,12 @@ PER_GROUP = {*RUN_DIMS, "steps"}
 SPEC_NAME, SWEEP_NAME = "spec.json", "sweep.nc"
 
 
+def _allows(group: tuple, fields: dict) -> bool:
+    """Whether ``group`` has, for every field ``fields`` names, one of its values."""
+    named = dict(zip(GROUP_DIMS, group, strict=True))
+    return all(named[d] in values for d, values in fields.items())
+
+
 def _options(cls, table: dict, where: str):
     return options_from_flat(cls, table, f"[{where}]")
 
@@ -79,8 +85,7 @@ class SweepSpec:
                               "[run]")
         if self.slots < 1:
             raise PhantomError(f"slots must be at least 1, not {self.slots}")
-        values = dict(zip(GROUP_DIMS, (self.models, self.contexts, self.modes, self.optimizers,
-                                       self.seeds), strict=True))
+        values = self.values_by_dim()
         for rule in self.exclude:
             if not isinstance(rule, dict) or not rule or set(rule) - set(GROUP_DIMS):
                 raise PhantomError(f"exclude entry {rule!r} must be a table of group fields "
@@ -114,10 +119,15 @@ class SweepSpec:
         """The seeds of ``mode``'s groups: its own, if the spec names them, else ``seeds``."""
         return tuple(self.mode_seeds.get(mode, self.seeds))
 
+    def values_by_dim(self) -> dict[str, tuple]:
+        """Each group field's values in the spec: models, contexts, modes, optimizers,
+        seeds."""
+        return dict(zip(GROUP_DIMS, (self.models, self.contexts, self.modes, self.optimizers,
+                                     self.seeds), strict=True))
+
     def excluded(self, group: tuple) -> bool:
         """Whether an ``exclude`` entry matches ``group`` (every field it names)."""
-        fields_ = dict(zip(GROUP_DIMS, group, strict=True))
-        return any(all(fields_[k] == v for k, v in rule.items()) for rule in self.exclude)
+        return any(_allows(group, {k: (v,) for k, v in rule.items()}) for rule in self.exclude)
 
     def groups(self, only: dict | None = None) -> list[tuple]:
         """Every (model, context, mode, optimizer, seed) group, ordered by model, mode,
@@ -126,10 +136,7 @@ class SweepSpec:
         out = [(m, c, mo, o, s) for m in self.models for mo in self.modes
                for o in self.optimizers for c in self.contexts_of(m) for s in self.seeds_of(mo)
                if not self.excluded((m, c, mo, o, s))]
-        if only:
-            position = {d: i for i, d in enumerate(GROUP_DIMS)}
-            out = [g for g in out if all(g[position[d]] in v for d, v in only.items())]
-        return out
+        return [g for g in out if _allows(g, only)] if only else out
 
     def check_only(self, only: dict | None) -> dict | None:
         """``only`` (group field -> values), each value one of the spec's; an error
@@ -137,8 +144,7 @@ class SweepSpec:
         if not only:
             return None
         only = {d: list(v) for d, v in only.items() if v}
-        values = dict(zip(GROUP_DIMS, (self.models, self.contexts, self.modes, self.optimizers,
-                                       self.seeds), strict=True))
+        values = self.values_by_dim()
         for dim, allowed in only.items():
             unknown = [v for v in allowed if v not in values[dim]]
             if unknown:

@@ -76,16 +76,19 @@ def hash_changes(ds) -> dict:
     input-embedding (readout) SHA-256 other than the start's: the thin record's
     evidence that LoRA left the matrices byte-frozen. NaN where the run logged no
     hashes."""
+    from ..training.hashes import HASH_VARIABLES
+
     out = {}
-    for name in ("embedding", "readout"):
-        start = ds.attrs.get(f"{name}_sha256_start")
+    for variable in HASH_VARIABLES:   # embedding_sha256, readout_sha256
+        name = variable.removesuffix("_sha256")
+        start = ds.attrs.get(f"{variable}_start")
         if not start:
             out[f"{name}_changes"] = np.nan
             continue
-        values = ds[f"{name}_sha256"].values.astype(str) if f"{name}_sha256" in ds else np.array([])
+        values = ds[variable].values.astype(str) if variable in ds else np.array([])
         logged = list(values[values != ""])
         if not values.size or values[-1] == "":   # the end, if the last step has no digest
-            logged.append(ds.attrs.get(f"{name}_sha256_end", start))
+            logged.append(ds.attrs.get(f"{variable}_end", start))
         out[f"{name}_changes"] = float(sum(v != start for v in logged))
     return out
 
@@ -248,12 +251,8 @@ class SweepStore:
         """The runs the folder's sweep.nc records, by (group, lr): a thin record
         (the table without its trajectories) resumes from these, once its run
         definition is the spec's."""
-        path = self.root / SWEEP_NAME
-        if not path.is_file():
-            return {}
-        try:
-            ds = open_sweep(path)
-        except PhantomError:
+        path, ds = self.root / SWEEP_NAME, self._thin_table()
+        if ds is None:
             return {}
         mismatch = definition_mismatch(ds.attrs, sweep_definition(self.spec), self._defaults)
         if mismatch is not None:
@@ -282,22 +281,30 @@ class SweepStore:
                                                                key=lambda kv: str(kv[0]))]
         write_text(self.root / STARTS_NAME, json.dumps(rows, indent=0), overwrite=True)
 
+    def _thin_table(self):
+        """The folder's sweep.nc, opened once for the claim (None without a readable
+        one): the runs, the group summaries and the models' records all come from it."""
+        path = self.root / SWEEP_NAME
+        if getattr(self, "_table_path", None) != path:
+            try:
+                table = open_sweep(path) if path.is_file() else None
+            except PhantomError:
+                table = None
+            self._table_path, self._table = path, table
+        return self._table
+
     def _read_models(self) -> dict:
         """The models' loading records (models_json) of the folder's sweep.nc."""
-        path = self.root / SWEEP_NAME
+        table = self._thin_table()
         try:
-            return json.loads(open_sweep(path).attrs.get("models_json", "{}")) \
-                if path.is_file() else {}
-        except (PhantomError, ValueError):
+            return json.loads(table.attrs.get("models_json", "{}")) if table is not None else {}
+        except ValueError:
             return {}
 
     def _read_groups(self) -> dict[tuple, dict]:
         """The group summaries of the folder's sweep.nc (empty without one)."""
-        path = self.root / SWEEP_NAME
-        try:
-            return group_summaries(open_sweep(path)) if path.is_file() else {}
-        except PhantomError:
-            return {}
+        table = self._thin_table()
+        return group_summaries(table) if table is not None else {}
 
     def _prune(self) -> None:
         """Delete the run folders of groups that the spec no longer has."""

@@ -148,17 +148,20 @@ def _git(folder, *args):
                           check=True, capture_output=True, text=True)
 
 
+def _committed(prediction, repo, name):
+    """``prediction`` written as ``name`` in a fresh git repository and committed."""
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    write_prediction(prediction, repo / name)
+    _git(repo, "add", name)
+    _git(repo, "commit", "-q", "-m", "pre-register")
+    return repo / name
+
+
 @pytest.fixture()
 def committed(sharp_prediction, tmp_path):
     """The prediction written in a fresh git repository and committed there."""
-    _, _, prediction = sharp_prediction
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    write_prediction(prediction, repo / "pred.nc")
-    _git(repo, "add", "pred.nc")
-    _git(repo, "commit", "-q", "-m", "pre-register")
-    return repo / "pred.nc"
+    return _committed(sharp_prediction[2], tmp_path / "repo", "pred.nc")
 
 
 @pytest.mark.parametrize("tamper", list(TAMPERS))
@@ -334,14 +337,8 @@ def test_a_context_prediction_is_hashed_and_scored_per_cell(universal_context_fi
 
 
 def test_a_committed_context_prediction_passes_the_commit_check(universal_context_fit, tmp_path):
-    _, _, prediction = universal_context_fit
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    _git(repo, "init", "-q")
-    write_prediction(prediction, repo / "contexts.nc")
-    _git(repo, "add", "contexts.nc")
-    _git(repo, "commit", "-q", "-m", "pre-register")
-    assert len(check_commit(repo / "contexts.nc", "HEAD")["commit"]) == 40
+    path = _committed(universal_context_fit[2], tmp_path / "repo", "contexts.nc")
+    assert len(check_commit(path, "HEAD")["commit"]) == 40
 
 
 def coverage_of_heldout_contexts(theory: str, replicates: int, seed: int) -> tuple[int, int]:
